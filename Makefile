@@ -1,0 +1,28 @@
+# Payment Ops: `make run` starts the whole service, `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: run test prepare env migrate check bench
+
+run: prepare env
+	@set -a; . ./.env; set +a; \
+	$(VENV)/python manage.py migrate --noinput && \
+	$(VENV)/python manage.py demo_user && \
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(VENV)/honcho -f Procfile.dev start
+
+test: prepare
+	$(VENV)/python -m pytest $(PYTEST_ARGS)
+
+prepare:
+	@scripts/bootstrap.sh
+	@scripts/services.sh payops
+
+# A development .env (DEBUG on, a fresh secret) on first run; never overwritten.
+env:
+	@test -f .env || { \
+	  sed -e "s/^DJANGO_DEBUG=.*/DJANGO_DEBUG=true/" \
+	      -e "s/^DJANGO_SECRET_KEY=.*/DJANGO_SECRET_KEY=$$($(VENV)/python -c 'import secrets;print(secrets.token_urlsafe(50))')/" \
+	      .env.example > .env; echo "==> wrote .env for development"; }
+
+check:
+	$(VENV)/python manage.py check

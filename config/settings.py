@@ -1,0 +1,232 @@
+"""Settings for Payment Ops. The environment is read here and only here (config/env.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from config.env import (
+    env_bool,
+    env_db,
+    env_int,
+    env_list,
+    env_ms,
+    env_str,
+    env_url,
+    read_dotenv,
+    require,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+read_dotenv(BASE_DIR)
+
+# --- Core -----------------------------------------------------------------------------
+DEBUG = env_bool("DJANGO_DEBUG", False)
+_DEV_SECRET = "dev-insecure-secret-key-never-use-in-production-0123456789abcdef"
+# Production has no default secret: a missing one stops start-up.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET) if DEBUG else env_str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+if not DEBUG:
+    require(
+        len(SECRET_KEY) >= 50 and len(set(SECRET_KEY)) >= 5 and SECRET_KEY != _DEV_SECRET,
+        "DJANGO_SECRET_KEY must be a random value of at least 50 characters in production",
+    )
+    require(bool(ALLOWED_HOSTS), "DJANGO_ALLOWED_HOSTS must name the service's hosts in production")
+
+# Which process this is (web, worker, beat, release); it names log streams, fleet
+# statistics and the PostgreSQL application_name.
+PROCESS_ROLE = env_str("PROCESS_ROLE", "web")
+HOSTNAME = socket.gethostname()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "payments",
+    "health",
+]
+
+MIDDLEWARE = [
+    "health.middleware.DatabaseUnavailableMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Database: psycopg 3 with Django's native pool ----------------------------------
+DB_MAX_CONNECTIONS = env_int("DB_MAX_CONNECTIONS", 20, minimum=1)
+DB_MIN_CONNECTIONS = env_int("DB_MIN_CONNECTIONS", 5, minimum=0)
+DB_CONNECTION_TIMEOUT = env_ms("DB_CONNECTION_TIMEOUT", 30000)  # s, wait for a free connection
+DB_IDLE_TIMEOUT = env_ms("DB_IDLE_TIMEOUT", 300000)  # s, idle connections above min are closed
+DB_MAX_RETRIES = env_int("DB_MAX_RETRIES", 3)  # tries of the first connection at start-up
+DB_RETRY_DELAY = env_ms("DB_RETRY_DELAY", 1000, minimum_ms=0)  # s, between those tries
+require(
+    DB_MIN_CONNECTIONS <= DB_MAX_CONNECTIONS,
+    f"DB_MIN_CONNECTIONS ({DB_MIN_CONNECTIONS}) must not exceed DB_MAX_CONNECTIONS ({DB_MAX_CONNECTIONS})",
+)
+
+_db = env_db("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/payops")
+_db.update(
+    {
+        "ENGINE": "config.postgres",
+        # The pool owns connection lifetime; Django refuses persistent connections with it.
+        "CONN_MAX_AGE": 0,
+        # The pool checks a connection before lending it, so a restarted server costs
+        # no failed request once it is back.
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            "application_name": f"payops-{PROCESS_ROLE}",
+            "connect_timeout": 5,
+            "pool": {
+                "min_size": DB_MIN_CONNECTIONS,
+                "max_size": DB_MAX_CONNECTIONS,
+                "timeout": DB_CONNECTION_TIMEOUT,
+                "max_idle": DB_IDLE_TIMEOUT,
+                "name": f"payops-{PROCESS_ROLE}",
+            },
+        },
+        "TEST": {"NAME": env_str("DATABASE_TEST_NAME", "test_" + _db["NAME"])},
+    }
+)
+DATABASES = {"default": _db}
+DB_STARTUP_RETRIES = DB_MAX_RETRIES
+DB_STARTUP_RETRY_DELAY = DB_RETRY_DELAY
+
+# --- Redis and Celery -----------------------------------------------------------------
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+HEALTH_CHECK_INTERVAL = env_int("HEALTH_CHECK_INTERVAL", 30, minimum=1)  # s
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_RESULT_EXPIRES = 3600  # s
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ACKS_LATE = True  # tasks are idempotent: a worker killed mid-task is redelivered
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)  # s
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150, minimum=1)  # s
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Redelivery of an unacknowledged task waits for this; it must outlast the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}  # s
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "payops"
+CELERY_BEAT_SCHEDULE = {
+    "health-check": {
+        "task": "health.tasks.health_check_run",
+        "schedule": float(HEALTH_CHECK_INTERVAL),
+        # A tick not picked up before the next one is worthless: the next one measures anew.
+        "options": {"expires": max(1.0, HEALTH_CHECK_INTERVAL * 0.8)},
+    },
+}
+require(
+    CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT,
+    "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT",
+)
+
+# --- Payment gateway ------------------------------------------------------------------
+PAYMENT_GATEWAY_URL = env_url("PAYMENT_GATEWAY_URL", "http://127.0.0.1:8421", schemes=("http", "https"))
+PAYMENT_GATEWAY_API_KEY = (
+    env_str("PAYMENT_GATEWAY_API_KEY", "sk_test_sandbox") if DEBUG else env_str("PAYMENT_GATEWAY_API_KEY")
+)
+PAYMENT_TIMEOUT = env_ms("PAYMENT_TIMEOUT", 10000)  # s, read timeout of one gateway call
+PAYMENT_CONNECT_TIMEOUT = env_ms("PAYMENT_CONNECT_TIMEOUT", 3000)  # s
+PAYMENT_RETRY_ATTEMPTS = env_int("PAYMENT_RETRY_ATTEMPTS", 3, minimum=1)  # tries in all
+PAYMENT_RETRY_DELAY = env_ms("PAYMENT_RETRY_DELAY", 1000, minimum_ms=0)  # s, first backoff
+PAYMENT_POOL_MAXSIZE = env_int("PAYMENT_POOL_MAXSIZE", 10, minimum=1)
+# s, whole payment (all tries and backoff) must finish inside this; gunicorn's timeout is above it
+PAYMENT_DEADLINE = env_ms("PAYMENT_DEADLINE", 25000)
+require(
+    PAYMENT_DEADLINE >= PAYMENT_TIMEOUT,
+    "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
+)
+
+# --- General outbound HTTP ------------------------------------------------------------
+HTTP_MAX_CONNECTIONS = env_int("HTTP_MAX_CONNECTIONS", 100, minimum=1)
+HTTP_MAX_CONNECTIONS_PER_HOST = env_int("HTTP_MAX_CONNECTIONS_PER_HOST", 20, minimum=1)
+HTTP_REQUEST_TIMEOUT = env_ms("HTTP_REQUEST_TIMEOUT", 60000)  # s
+HTTP_RETRY_ATTEMPTS = env_int("HTTP_RETRY_ATTEMPTS", 3, minimum=1)
+require(
+    HTTP_MAX_CONNECTIONS_PER_HOST <= HTTP_MAX_CONNECTIONS,
+    "HTTP_MAX_CONNECTIONS_PER_HOST must not exceed HTTP_MAX_CONNECTIONS",
+)
+
+# --- Alerts ---------------------------------------------------------------------------
+ALERT_WARNING_THRESHOLD = env_int("ALERT_WARNING_THRESHOLD", 80, minimum=1, maximum=100)  # %
+ALERT_CRITICAL_THRESHOLD = env_int("ALERT_CRITICAL_THRESHOLD", 90, minimum=1, maximum=100)  # %
+require(
+    ALERT_WARNING_THRESHOLD < ALERT_CRITICAL_THRESHOLD,
+    "ALERT_WARNING_THRESHOLD must be below ALERT_CRITICAL_THRESHOLD",
+)
+
+# --- Logging and CloudWatch -----------------------------------------------------------
+CLOUDWATCH_LOG_GROUP = env_str("CLOUDWATCH_LOG_GROUP", "") or None
+CLOUDWATCH_TIMEOUT = env_ms("CLOUDWATCH_TIMEOUT", 15000)  # s
+AWS_REGION = env_str("AWS_REGION", "us-east-1")
+AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL", "") or None
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json or text
+
+from config.logs import build_logging  # noqa: E402  (needs the values above)
+
+LOGGING = build_logging(
+    level=LOG_LEVEL,
+    fmt=LOG_FORMAT,
+    role=PROCESS_ROLE,
+    cloudwatch_group=CLOUDWATCH_LOG_GROUP,
+)
+
+# --- Security -------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # Load balancers probe health over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^health/"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)  # s
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+os.environ.setdefault("PROCESS_ROLE", PROCESS_ROLE)

@@ -1,0 +1,23 @@
+"""Settings for the test suite: the real settings, read from a test environment.
+
+Values already in the environment win, so a run can point at other services.
+"""
+
+import os
+
+_TEST_ENV = {
+    "DJANGO_DEBUG": "true",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/payops",
+    "REDIS_URL": "redis://127.0.0.1:6379/1",
+    "PAYMENT_GATEWAY_URL": "http://127.0.0.1:8421",
+    "PAYMENT_GATEWAY_API_KEY": "sk_test_suite",
+    "LOG_LEVEL": "INFO",
+}
+for _name, _value in _TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+from config.settings import *  # noqa: E402,F401,F403
+
+# Test-only endpoints (hold a database connection, and the like) for servers the tests start.
+ROOT_URLCONF = "tests.support.urls"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

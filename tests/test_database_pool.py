@@ -1,0 +1,121 @@
+"""The pool is real, sized from the environment, and its exhaustion answers 503."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from django.db import connection, connections
+
+from tests.support.processes import ROOT, gunicorn, service_env
+from tests.support.tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_pool_has_contract_sizes_after_a_request(client) -> None:
+    assert client.get("/health/ready").status_code == 200
+    stats = connections["default"].pool.get_stats()
+    assert stats["pool_max"] == 20
+    assert stats["pool_min"] == 5
+
+
+def test_pool_sizes_follow_the_environment() -> None:
+    code = (
+        "from django.db import connection; connection.ensure_connection();"
+        "s = connection.pool.get_stats(); p = connection.pool;"
+        "print(s['pool_min'], s['pool_max'], p.timeout, p.max_idle)"
+    )
+    env = service_env(DB_MIN_CONNECTIONS="2", DB_MAX_CONNECTIONS="7", DB_CONNECTION_TIMEOUT="1500",
+                      DB_IDLE_TIMEOUT="60000")
+    result = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "7", "1.5", "60.0"]
+
+
+def test_25_holders_against_max_20_all_succeed_with_5_queued() -> None:
+    pool = connections["default"].pool
+    before = pool.get_stats()
+    barrier = threading.Barrier(25)
+
+    def hold() -> float:
+        barrier.wait()
+        started = time.perf_counter()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(0.4)")
+        finally:
+            connection.close()  # back to the pool, as at the end of a request
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(25) as executor:
+        durations = list(executor.map(lambda _: hold(), range(25)))
+    after = pool.get_stats()
+    assert len(durations) == 25  # every holder got its connection: none raised
+    assert after.get("requests_queued", 0) - before.get("requests_queued", 0) >= 5
+    assert after.get("requests_errors", 0) == before.get("requests_errors", 0)
+    # The queued five waited for a holder to finish, so they took about two rounds.
+    assert sorted(durations)[-5] >= 0.7
+
+
+def test_exhausted_pool_answers_503_with_retry_after(tmp_path) -> None:
+    with gunicorn(threads=6, log=tmp_path / "web.log", DB_MAX_CONNECTIONS="3", DB_MIN_CONNECTIONS="1",
+                  DB_CONNECTION_TIMEOUT="500") as base:
+        with ThreadPoolExecutor(6) as executor:
+            futures = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=2000", timeout=10) for _ in range(3)]
+            time.sleep(0.5)  # the three holders have taken every connection
+            started = time.perf_counter()
+            surplus = requests.get(f"{base}/_test/hold-db?ms=10", timeout=10)
+            waited = time.perf_counter() - started
+            held = [f.result() for f in futures]
+    assert [r.status_code for r in held] == [200, 200, 200]
+    assert surplus.status_code == 503
+    assert surplus.headers["Retry-After"].isdigit()
+    assert surplus.json()["error"]["code"] == "db_pool_exhausted"
+    assert waited < 0.5 + 1.0
+    log = (tmp_path / "web.log").read_text()
+    assert '"category":"db_pool_exhausted"' in log
+
+
+def test_database_restart_while_serving_recovers_without_restarting(tmp_path) -> None:
+    db = connections["default"].settings_dict
+    with TcpProxy((db["HOST"], int(db["PORT"]))) as proxy:
+        url = f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}"
+        with gunicorn(threads=4, log=tmp_path / "web.log", DATABASE_URL=url, DB_CONNECTION_TIMEOUT="1000",
+                      DB_MIN_CONNECTIONS="1") as base:
+            assert requests.get(f"{base}/_test/hold-db?ms=1", timeout=10).status_code == 200
+            proxy.cut()
+            down = requests.get(f"{base}/_test/hold-db?ms=1", timeout=10)
+            ready_down = requests.get(f"{base}/health/ready", timeout=10)
+            proxy.restore()
+            deadline = time.monotonic() + 15
+            statuses = []
+            while time.monotonic() < deadline:
+                statuses.append(requests.get(f"{base}/_test/hold-db?ms=1", timeout=10).status_code)
+                if statuses[-1] == 200:
+                    break
+                time.sleep(0.2)
+    assert down.status_code == 503
+    assert down.headers["Retry-After"]
+    assert down.json()["error"]["code"] == "db_unavailable"
+    assert ready_down.status_code == 503, ready_down.text
+    assert statuses[-1] == 200
+
+
+def test_database_down_at_startup_retries_then_says_so() -> None:
+    env = service_env(DATABASE_URL="postgres://postgres@127.0.0.1:9/payops", DB_MAX_RETRIES="3",
+                      DB_RETRY_DELAY="200")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "manage.py", "migrate", "--check"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - started
+    assert result.returncode != 0
+    assert "unreachable after 3 tries" in result.stderr
+    assert result.stdout.count('"category":"db_unavailable"') + result.stderr.count('"category":"db_unavailable"') == 3
+    assert elapsed >= 0.4  # two pauses of 200 ms between the three tries
