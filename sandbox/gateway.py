@@ -1,0 +1,88 @@
+"""The gateway peer: localstripe's aiohttp app, bound to loopback, from scratch.
+
+localstripe's own CLI binds '::' (every interface, v4 and v6) and reloads
+/tmp/localstripe.pickle. We want neither: a dev/test gateway must not be reachable from
+the network, and every run must start empty so tests are independent.
+
+localstripe also pickles its *whole* store to /tmp/localstripe.pickle on every write
+(`Store.__setitem__`, `Store.__delitem__` and a middleware after each POST/DELETE). That
+file is shared by every localstripe on the machine (other engineers, parallel test runs)
+and the cost grows with the store (O(n) per write, so O(n^2) for a benchmark). We turn
+persistence off; a sandbox gateway lives exactly as long as its process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+from aiohttp import web
+
+from sandbox.procutil import exit_with_parent, write_ready_file
+
+
+def _disable_persistence() -> None:
+    """Make localstripe's store purely in-memory (see module docstring)."""
+    from localstripe import resources
+
+    resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
+    resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
+
+
+def build_app() -> web.Application:
+    _disable_persistence()
+    from localstripe import server  # import after patching: nothing is loaded at import
+
+    server.store.clear()
+    return server.app
+
+
+def bind_loopback(host: str, port: int) -> socket.socket:
+    """Bind ourselves so port 0 works and the caller can learn the real port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 8420,
+    *,
+    access_log: bool = False,
+    ready_file: str | None = None,
+    parent_pid: int | None = None,
+) -> None:
+    app = build_app()
+    sock = bind_loopback(host, port)
+    actual_port = sock.getsockname()[1]
+    logger = None
+    if access_log:
+        logger = logging.getLogger("aiohttp.access")
+        logger.setLevel(logging.INFO)
+        logger.addHandler(logging.StreamHandler())
+    runner = web.AppRunner(app, access_log=logger, handle_signals=False)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+
+    url = f"http://{host}:{actual_port}" if ":" not in host else f"http://[{host}]:{actual_port}"
+    print(f"sandbox gateway (localstripe) listening on {url}", flush=True)
+    if ready_file:
+        write_ready_file(ready_file, url)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if parent_pid:
+        exit_with_parent(parent_pid, stop)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
