@@ -36,7 +36,10 @@ def listen_address(value: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Gateway peer for dev and tests: localstripe, a fault-injecting proxy, and its controls.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     gw = sub.add_parser("gateway", help="run localstripe on loopback, from scratch")
@@ -96,6 +99,10 @@ def _add_proxy_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", default=DEFAULT_PROXY_URL, help=f"proxy URL (default {DEFAULT_PROXY_URL}; env SANDBOX_PROXY_URL)")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
@@ -121,7 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "up":
+        import signal
+
         from sandbox.harness import SandboxStack
+
+        # SIGTERM (e.g. from a process manager) must also stop the children cleanly.
+        signal.signal(signal.SIGTERM, _interrupt)
 
         with SandboxStack(gateway_port=args.gateway_port, proxy_port=args.proxy_port, log_to_console=True) as stack:
             print(f"gateway {stack.gateway_url}\nproxy   {stack.proxy_url}\nCtrl-C to stop", flush=True)

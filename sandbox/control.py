@@ -43,6 +43,13 @@ def _bad(message: str, status: int = 400) -> Response:
 
 
 async def handle_control(proxy: "ProxyServer", req: Request) -> Response:
+    try:
+        return await _route(proxy, req)
+    except Exception as exc:  # answer, don't drop the connection: a drop looks like a fault
+        return _bad(f"internal error: {type(exc).__name__}: {exc}", 500)
+
+
+async def _route(proxy: "ProxyServer", req: Request) -> Response:
     route = (req.method, req.path.rstrip("/"))
     try:
         payload = _body(req) if req.method in ("POST", "PUT") else {}

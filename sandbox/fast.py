@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 from sandbox.errors import stripe_error
 from sandbox.http11 import Request, Response
 
-MAX_INTENTS = 200_000  # oldest are forgotten beyond this: a benchmark can run for hours
+MAX_INTENTS = 100_000  # oldest are forgotten beyond this: a benchmark can run for hours
 DECLINING_PAYMENT_METHODS = frozenset({"pm_card_chargeCustomerFail"})
 _ALPHABET = string.ascii_letters + string.digits
 _PI_PREFIX = "/v1/payment_intents/"

@@ -52,6 +52,7 @@ class SandboxStack:
         proxy_port: int = 0,
         *,
         fast: bool = False,
+        upstream_url: str | None = None,
         python: str | None = None,
         startup_timeout: float = 20.0,
         log_dir: str | os.PathLike[str] | None = None,
@@ -60,6 +61,7 @@ class SandboxStack:
         self.gateway_port = gateway_port
         self.proxy_port = proxy_port
         self.fast = fast
+        self.upstream_url = upstream_url  # given: no gateway of our own, proxy in front of it
         self.python = python or sys.executable
         self.startup_timeout = startup_timeout
         self.log_to_console = log_to_console
@@ -83,7 +85,10 @@ class SandboxStack:
 
     def start(self) -> "SandboxStack":
         try:
-            self.gateway_url = self._spawn("gateway", ["--port", str(self.gateway_port)])
+            if self.upstream_url:
+                self.gateway_url = self.upstream_url.rstrip("/")
+            else:
+                self.gateway_url = self._spawn("gateway", ["--port", str(self.gateway_port)])
             proxy_args = ["--listen", f"127.0.0.1:{self.proxy_port}", "--upstream", self.gateway_url]
             if self.fast:
                 proxy_args.append("--fast")

@@ -115,7 +115,9 @@ class ProxyServer:
         await self.upstream.close()
 
     async def _serve_on(self, sock: socket.socket) -> None:
-        self._server = await asyncio.start_server(self._on_connection, sock=sock, limit=MAX_HEADER_BYTES)
+        self._server = await asyncio.start_server(
+            self._on_connection, sock=sock, limit=MAX_HEADER_BYTES, backlog=1024
+        )
 
     # ---- refuse: a real closed port -------------------------------------------------
 
@@ -267,7 +269,11 @@ class ProxyServer:
                     return False
                 return await self._send(conn, canned_answer(rule), req.keep_alive)
 
-            resp = await self._answer(req, hold)
+            try:
+                resp = await self._answer(req, hold)
+            except Exception:  # a bug of ours must read as one, not as a network fault
+                log.exception("answering %s %s failed", req.method, req.path)
+                resp = stripe_error(500, "api_error", "sandbox proxy internal error (see its log)")
 
             if rule is None:
                 return await self._send(conn, resp, req.keep_alive)
