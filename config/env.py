@@ -98,3 +98,14 @@ def require(condition: bool, message: str) -> None:
     """Cross-variable checks (min above max and the like)."""
     if not condition:
         raise ImproperlyConfigured(message)
+
+
+def env_int_list(name: str, default: list[int], *, minimum: int = 0) -> list[int]:
+    values = []
+    for item in env_list(name, [str(v) for v in default]):
+        if not item.isdigit() or int(item) < minimum:
+            raise ImproperlyConfigured(f"{name} must be a comma-separated list of integers >= {minimum}, got {item!r}")
+        values.append(int(item))
+    if not values:
+        raise ImproperlyConfigured(f"{name} must not be empty")
+    return values

@@ -10,6 +10,7 @@ from config.env import (
     env_bool,
     env_db,
     env_int,
+    env_int_list,
     env_list,
     env_ms,
     env_str,
@@ -155,6 +156,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": max(1.0, HEALTH_CHECK_INTERVAL * 0.8)},
     },
 }
+CELERY_BEAT_SCHEDULE["payment-settle-sweep"] = {
+    "task": "payments.tasks.payment_settle_sweep",
+    "schedule": 60.0,  # s
+    "options": {"expires": 50.0},
+}
 require(
     CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT,
     "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT",
@@ -176,6 +182,16 @@ require(
     PAYMENT_DEADLINE >= PAYMENT_TIMEOUT,
     "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
 )
+
+# Circuit breaker shared by the fleet through Redis.
+BREAKER_FAILURE_RATE = env_int("BREAKER_FAILURE_RATE", 50, minimum=1, maximum=100)  # % of calls in the window
+BREAKER_MINIMUM_CALLS = env_int("BREAKER_MINIMUM_CALLS", 10, minimum=1)  # calls before the rate counts
+BREAKER_WINDOW = env_int("BREAKER_WINDOW", 30, minimum=1)  # s, sliding window
+BREAKER_OPEN_SECONDS = env_ms("BREAKER_OPEN_MS", 30000)  # s of failing fast before one probe
+BREAKER_SLOW_CALL = env_ms("BREAKER_SLOW_CALL_MS", 8000)  # s; a slower success counts as a failure
+# Settlement of unknown outcomes: delays between re-asks, then every last one.
+PAYMENT_SETTLE_DELAYS = env_int_list("PAYMENT_SETTLE_DELAYS", [60, 300, 3600], minimum=1)  # s
+PAYMENT_PENDING_EXPIRY = env_int("PAYMENT_PENDING_EXPIRY", 900, minimum=1)  # s a never-sent payment waits
 
 # --- General outbound HTTP ------------------------------------------------------------
 HTTP_MAX_CONNECTIONS = env_int("HTTP_MAX_CONNECTIONS", 100, minimum=1)

@@ -12,6 +12,15 @@ _TEST_ENV = {
     "PAYMENT_GATEWAY_URL": "http://127.0.0.1:8421",
     "PAYMENT_GATEWAY_API_KEY": "sk_test_suite",
     "LOG_LEVEL": "INFO",
+    # Short timeouts and backoff so fault scenarios take seconds; the defaults themselves
+    # are asserted by tests/test_settings.py in a process without these values.
+    "PAYMENT_TIMEOUT": "1000",
+    "PAYMENT_CONNECT_TIMEOUT": "500",
+    "PAYMENT_RETRY_DELAY": "50",
+    "PAYMENT_DEADLINE": "4000",
+    "PAYMENT_SETTLE_DELAYS": "1,1,2",
+    "BREAKER_OPEN_MS": "1000",
+    "BREAKER_SLOW_CALL_MS": "900",
 }
 for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -1,13 +1,42 @@
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
 
+import pytest
+from django.conf import settings
+
+from sandbox.harness import SandboxStack
 from tests.support.processes import celery_worker
 
 
 @pytest.fixture(scope="session")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def sandbox(tmp_path_factory) -> Iterator[SandboxStack]:
+    """localstripe behind the idempotency/fault proxy, on loopback ports of its own."""
+    from payments.gateway import reset_gateway
+
+    with SandboxStack(log_dir=tmp_path_factory.mktemp("sandbox")) as stack:
+        settings.PAYMENT_GATEWAY_URL = stack.proxy_url
+        reset_gateway()
+        yield stack
+    reset_gateway()
+
+
+@pytest.fixture
+def gateway(sandbox: SandboxStack) -> Iterator[SandboxStack]:
+    """A clean gateway and a closed breaker for one test."""
+    from payments.gateway import get_gateway
+
+    sandbox.reset(upstream=True)
+    sandbox.set_fast(False)
+    get_gateway().breaker.reset()
+    yield sandbox
+    sandbox.clear()
+    get_gateway().breaker.reset()
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, sandbox, tmp_path_factory):
     """A real Celery worker consuming from the real Redis broker against the test database."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with celery_worker(log=log) as proc:
+    with celery_worker(log=log, PAYMENT_GATEWAY_URL=sandbox.proxy_url) as proc:
         yield proc

@@ -9,8 +9,19 @@ import socket
 from datetime import datetime, timezone
 from typing import Any
 
+from config.logs.redaction import redact_text
+
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+# The attribute `config.logs.emf.emit_metrics` puts its Embedded Metric Format document in.
+EMF_ATTR = "emf"
+
+
+def _default(value: object) -> str:
+    # Objects passed in `extra` (a request, a model) are serialised by their text, which
+    # the redaction filter could not see: redact it here.
+    return redact_text(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,10 +40,20 @@ class JsonFormatter(logging.Formatter):
             "host": self.host,
             "pid": os.getpid(),
         }
+        emf = None
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key == EMF_ATTR and isinstance(value, dict):
+                emf = value
+            elif key not in _STANDARD and not key.startswith("_"):
                 payload[key] = value
-        if record.exc_info:
-            payload["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-            payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str, separators=(",", ":"))
+        if record.exc_info or record.exc_text:
+            if record.exc_info and record.exc_info[0]:
+                payload["exc_type"] = record.exc_info[0].__name__
+            # exc_text is the traceback the redaction filter already masked; prefer it.
+            payload["exc"] = record.exc_text or self.formatException(record.exc_info)
+        if record.stack_info:
+            payload["stack"] = record.stack_info
+        if emf is not None:
+            # EMF wants `_aws`, the dimensions and the values at the top level of the event.
+            payload.update(emf)
+        return json.dumps(payload, default=_default, separators=(",", ":"))

@@ -1,0 +1,75 @@
+"""The payment gateway: one client per process, built from settings on first use."""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from payments.gateway.breaker import BreakerConfig, CircuitBreaker, breaker_redis_factory
+from payments.gateway.client import GatewayClient, GatewayConfig, GatewayResult
+
+__all__ = ["GatewayClient", "GatewayResult", "get_gateway", "reset_gateway"]
+
+_lock = threading.Lock()
+_client: GatewayClient | None = None
+
+
+def _on_transition(old: str, new: str, snapshot) -> None:  # type: ignore[no-untyped-def]
+    # The health app turns breaker transitions into alerts; a failure there must never
+    # disturb the payment that tripped the breaker.
+    try:
+        from health.services import alert_from_breaker_transition
+    except ImportError:
+        return
+    try:
+        alert_from_breaker_transition(old=old, new=new, snapshot=snapshot)
+    except Exception:  # noqa: BLE001
+        import logging
+
+        logging.getLogger(__name__).exception("breaker alert failed", extra={"category": "alert_error"})
+
+
+def build_breaker() -> CircuitBreaker:
+    config = BreakerConfig(
+        name="gateway",
+        failure_rate_threshold=settings.BREAKER_FAILURE_RATE / 100,
+        minimum_calls=settings.BREAKER_MINIMUM_CALLS,
+        window_seconds=settings.BREAKER_WINDOW,
+        slow_call_seconds=settings.BREAKER_SLOW_CALL,
+        open_seconds=settings.BREAKER_OPEN_SECONDS,
+        probe_lease_seconds=settings.PAYMENT_DEADLINE,
+    )
+    return CircuitBreaker(config, redis_factory=breaker_redis_factory(settings.REDIS_URL),
+                          on_transition=_on_transition)
+
+
+def get_gateway() -> GatewayClient:
+    """This process's gateway client (one Session, one pool, shared by all threads)."""
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                _client = GatewayClient(
+                    GatewayConfig(
+                        base_url=settings.PAYMENT_GATEWAY_URL,
+                        api_key=settings.PAYMENT_GATEWAY_API_KEY,
+                        connect_timeout=settings.PAYMENT_CONNECT_TIMEOUT,
+                        read_timeout=settings.PAYMENT_TIMEOUT,
+                        retry_attempts=settings.PAYMENT_RETRY_ATTEMPTS,
+                        retry_delay=settings.PAYMENT_RETRY_DELAY,
+                        pool_maxsize=settings.PAYMENT_POOL_MAXSIZE,
+                        deadline=settings.PAYMENT_DEADLINE,
+                    ),
+                    breaker=build_breaker(),
+                )
+    return _client
+
+
+def reset_gateway() -> None:
+    """Forget the client (tests that change gateway settings)."""
+    global _client
+    with _lock:
+        if _client is not None:
+            _client.session.close()
+        _client = None

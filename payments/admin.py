@@ -1,0 +1,89 @@
+"""Console pages for payments, refunds and API clients."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from payments import services
+from payments.models import ApiClient, Payment, PaymentAttempt, Refund
+
+
+class PaymentAttemptInline(admin.TabularInline):
+    model = PaymentAttempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "operation", "started_at", "duration_ms", "outcome", "http_status", "gateway_request_id", "error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ("id", "amount", "status", "gateway_id", "failure_code", "created")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = ("id", "status", "amount_display", "currency", "reference", "client", "attempt_count", "created")
+    list_filter = ("status", "currency", ("created", admin.DateFieldListFilter))
+    search_fields = ("=id", "=reference", "=gateway_id")
+    ordering = ("-created",)
+    list_select_related = ("client",)
+    show_full_result_count = False  # COUNT(*) over millions of rows on every page is the slow part
+    date_hierarchy = None
+    inlines = (PaymentAttemptInline, RefundInline)
+    actions = ("settle_now",)
+    readonly_fields = [f.name for f in Payment._meta.fields]
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, obj: Payment) -> str:
+        return f"{obj.amount / 100:,.2f}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Settle now (ask the gateway)", permissions=["change"])
+    def settle_now(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
+        settled = 0
+        for payment in queryset.filter(status__in=["unknown", "processing"])[:100]:
+            if services.payment_settle(payment_id=payment.id).status not in {"unknown", "processing"}:
+                settled += 1
+        self.message_user(request, f"{settled} payment(s) settled.", messages.SUCCESS)
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "is_active", "created", "last_used_at", "revoked_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "prefix")
+    fields = ("name", "prefix", "is_active", "created", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "is_active", "created", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    def save_model(self, request: HttpRequest, obj: ApiClient, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        client, raw_key = services.api_key_create(name=obj.name, created_by=request.user)
+        obj.pk, obj.prefix = client.pk, client.prefix
+        self.message_user(request, f"API key for {client.name} (shown this once, store it now): {raw_key}",
+                          messages.WARNING)
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        for client in queryset.filter(is_active=True):
+            services.api_key_revoke(client=client)
+        self.message_user(request, "Revoked.", messages.SUCCESS)

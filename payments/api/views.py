@@ -1,0 +1,181 @@
+"""The payment API (/api/v1/): parse, call one service or selector, answer in JSON."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from config.errors import error_response
+from payments import selectors, services
+from payments.api.serializers import payment_to_dict, refund_to_dict
+from payments.api.validation import (
+    ApiError,
+    parse_idempotency_key,
+    parse_json_body,
+    parse_payment,
+    parse_refund,
+    request_hash,
+)
+from payments.models import ApiClient, PaymentStatus
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., JsonResponse]
+
+
+def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JsonResponse:
+    return error_response(exc.status, type=exc.type, code=exc.code, message=exc.message, param=exc.param,
+                          headers=headers)
+
+
+def api_view(methods: set[str]) -> Callable[[View], View]:
+    """Bearer authentication, method check and the error shape for every API view."""
+
+    def decorator(view: View) -> View:
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method not in methods:
+                return error_response(405, type="invalid_request_error", code="method_not_allowed",
+                                      message=f"{request.method} is not allowed here.",
+                                      headers={"Allow": ", ".join(sorted(methods))})
+            auth = request.headers.get("Authorization", "")
+            scheme, _, raw_key = auth.partition(" ")
+            client = services.api_client_authenticate(raw_key=raw_key.strip()) if scheme.lower() == "bearer" else None
+            if client is None:
+                return error_response(401, type="authentication_error", code="invalid_api_key",
+                                      message="Send a valid API key as 'Authorization: Bearer <key>'.",
+                                      headers={"WWW-Authenticate": 'Bearer realm="payments"'})
+            try:
+                return view(request, client, *args, **kwargs)
+            except ApiError as exc:
+                return _error(exc)
+
+        return wrapper
+
+    return decorator
+
+
+def _unavailable(code: str, message: str, retry_after: float | None) -> JsonResponse:
+    return error_response(503, type="api_error", code=code, message=message,
+                          headers={"Retry-After": str(max(1, int(retry_after or 1)))})
+
+
+def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: dict[str, Any],
+                run: Callable[[Any], tuple[int, dict[str, Any], bool]]) -> JsonResponse:
+    """Stripe's contract: a repeat replays the first final answer; another body is a 409."""
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    claim = services.idempotency_claim(client=client, key=key, endpoint=endpoint, request_hash=request_hash(data))
+    if claim.kind == "mismatch":
+        raise ApiError(409, "idempotency_key_reused",
+                       "This Idempotency-Key was used with different parameters.", "Idempotency-Key",
+                       type="idempotency_error")
+    if claim.kind == "in_use":
+        raise ApiError(409, "idempotency_key_in_use",
+                       "A request with this Idempotency-Key is still in progress; retry shortly.",
+                       "Idempotency-Key", type="idempotency_error")
+    if claim.kind == "replay":
+        response = JsonResponse(claim.record.response_body, status=claim.record.response_status)
+        response["Idempotent-Replayed"] = "true"
+        return response
+    status, body, final = 500, {}, False
+    try:
+        status, body, final = run(claim.record)
+    finally:
+        services.idempotency_release(record=claim.record, status=status if final else None,
+                                     body=body if final else None)
+    if status == 503:
+        return _unavailable(body["error"]["code"], body["error"]["message"], body.pop("_retry_after", None))
+    return JsonResponse(body, status=status)
+
+
+@api_view({"GET", "POST"})
+def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse:
+    if request.method == "GET":
+        return _payment_list(request, client)
+    data = parse_json_body(content_type=request.content_type or "", body=request.body)
+    payment_request = parse_payment(data)
+
+    def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
+        payment = services.payment_create(client=client, record=record, **payment_request.__dict__)
+        payment = services.payment_submit(payment_id=payment.id)
+        return _payment_answer(payment)
+
+    return _idempotent(request, client, "payments.create", data, run)
+
+
+def _payment_answer(payment) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
+    body = payment_to_dict(payment)
+    if payment.status == "pending":
+        # Nothing reached the gateway: the client retries with the same key and we send it then.
+        code = payment.failure_code or "gateway_unavailable"
+        return 503, {"error": {"type": "api_error", "code": code, "param": None,
+                               "message": "The payment gateway is unavailable; nothing was charged. "
+                                          "Retry with the same Idempotency-Key."},
+                     "_retry_after": _gateway_retry_after()}, False
+    if payment.status in {"unknown", "processing"}:
+        return 202, body, False
+    return 201, body, True
+
+
+def _gateway_retry_after() -> float:
+    from payments.gateway import get_gateway
+
+    breaker = get_gateway().breaker
+    if breaker is None:
+        return 1.0
+    return max(1.0, breaker.snapshot().retry_after)
+
+
+def _payment_list(request: HttpRequest, client: ApiClient) -> JsonResponse:
+    status = request.GET.get("status") or None
+    if status and status not in PaymentStatus.values:
+        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(PaymentStatus.values)}.", "status")
+    limit_raw = request.GET.get("limit", "20")
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 100:
+        raise ApiError(400, "invalid_limit", "limit must be an integer from 1 to 100.", "limit")
+    payments, has_more = selectors.payment_list(
+        client=client, status=status, reference=request.GET.get("reference") or None,
+        starting_after=request.GET.get("starting_after") or None, limit=int(limit_raw),
+    )
+    return JsonResponse({"object": "list", "data": [payment_to_dict(p) for p in payments], "has_more": has_more,
+                         "url": "/api/v1/payments"})
+
+
+@api_view({"GET"})
+def payment_detail(request: HttpRequest, client: ApiClient, payment_id: str) -> JsonResponse:
+    payment = selectors.payment_get(client=client, payment_id=payment_id)
+    if payment is None:
+        raise ApiError(404, "resource_missing", f"No such payment: {payment_id}", "id")
+    return JsonResponse(payment_to_dict(payment))
+
+
+@api_view({"POST"})
+def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) -> JsonResponse:
+    data = parse_json_body(content_type=request.content_type or "", body=request.body)
+    amount = parse_refund(data)
+    if selectors.payment_get(client=client, payment_id=payment_id) is None:
+        raise ApiError(404, "resource_missing", f"No such payment: {payment_id}", "id")
+
+    def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
+        try:
+            refund = services.refund_create(client=client, record=record, payment_id=payment_id, amount=amount)
+        except services.RefundRefused as exc:
+            return 400, {"error": {"type": "invalid_request_error", "code": exc.code, "message": exc.message,
+                                   "param": exc.param}}, True
+        refund = services.refund_submit(refund_id=refund.id)
+        body = refund_to_dict(refund)
+        if refund.status == "pending":
+            return 503, {"error": {"type": "api_error", "code": "gateway_unavailable", "param": None,
+                                   "message": "The payment gateway is unavailable; retry with the same key."},
+                         "_retry_after": _gateway_retry_after()}, False
+        if refund.status == "unknown":
+            return 202, body, False
+        return 201, body, True
+
+    return _idempotent(request, client, f"refunds.create:{payment_id}", data, run)

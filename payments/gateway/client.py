@@ -1,0 +1,292 @@
+"""The payment gateway client: Stripe's PaymentIntents API over one pooled Session per process.
+
+Every call runs inside an overall deadline, behind the shared circuit breaker, and comes back
+as a GatewayResult that says what happened on each try and whether the gateway may have
+acted on a request we got no usable answer to (then the outcome is unknown, not failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.util import Timeout
+
+from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
+from payments.gateway.errors import GatewayError, GatewayTimeout, GatewayUnavailable
+from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
+from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    base_url: str
+    api_key: str
+    connect_timeout: float = 3.0  # s
+    read_timeout: float = 10.0  # s
+    retry_attempts: int = 3  # tries in all
+    retry_delay: float = 1.0  # s, first backoff
+    backoff_max: float = 8.0  # s
+    pool_maxsize: int = 10
+    pool_wait: float = 5.0  # s, wait for a free pooled connection
+    deadline: float = 25.0  # s, one logical call with all its tries
+
+
+@dataclass
+class Attempt:
+    started_at: datetime
+    duration_ms: float
+    outcome: str
+    http_status: int | None
+    request_id: str
+    error: str
+
+
+@dataclass
+class GatewayResult:
+    """What one logical call (with its retries) came to."""
+
+    outcome: str  # ok, declined, timeout, connect_error, http_5xx, rate_limited, bad_response, circuit_open
+    http_status: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    sent: bool = False  # a request reached the wire: the gateway may have acted on it
+    error_code: str = ""
+    error_message: str = ""
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def uncertain(self) -> bool:
+        """No usable answer to a request that may have arrived: ask again, never assume."""
+        return self.sent and self.outcome in {"timeout", "bad_response", "http_5xx", "rate_limited", "connect_error"}
+
+
+def _attempt_outcome(record: AttemptRecord) -> str:
+    if record.error is not None:
+        if isinstance(record.error, ReadTimeoutError):
+            return "timeout"
+        if isinstance(record.error, (NewConnectionError, ConnectTimeoutError)):
+            return "connect_error"
+        return "bad_response"
+    status = record.status or 0
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "http_5xx"
+    if status >= 400:
+        return "declined"
+    return "ok"
+
+
+def _attempt(record: AttemptRecord, outcome: str | None = None) -> Attempt:
+    started = datetime.now(timezone.utc).timestamp() - (time.perf_counter() - record.started)
+    return Attempt(
+        started_at=datetime.fromtimestamp(started, tz=timezone.utc),
+        duration_ms=round(record.duration * 1000, 3),
+        outcome=outcome or _attempt_outcome(record),
+        http_status=record.status,
+        request_id=record.request_id or "",
+        error=record.error.__class__.__name__ if record.error is not None else "",
+    )
+
+
+class GatewayClient:
+    def __init__(self, config: GatewayConfig, *, breaker: CircuitBreaker | None = None) -> None:
+        self.config = config
+        self.breaker = breaker
+        self.session = requests.Session()
+        # No proxies or .netrc from the environment, and no per-request lookups of them.
+        self.session.trust_env = False
+        self.session.auth = (config.api_key, "")
+        self.session.headers.update({"Stripe-Version": "2024-06-20", "User-Agent": "payment-ops/1"})
+        retry = GatewayRetry(
+            total=config.retry_attempts - 1,
+            connect=config.retry_attempts - 1,
+            read=config.retry_attempts - 1,
+            status=config.retry_attempts - 1,
+            other=0,
+            allowed_methods=frozenset({"GET", "POST", "DELETE"}),
+            status_forcelist=RETRY_STATUSES,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+            backoff_jitter=config.retry_delay / 2,
+            backoff_max=config.backoff_max,
+            first_delay=config.retry_delay,
+        )
+        self.adapter = InstrumentedAdapter(
+            "payment",
+            pool_connections=4,
+            pool_maxsize=config.pool_maxsize,
+            pool_block=True,
+            pool_wait=config.pool_wait,
+            max_retries=retry,
+        )
+        self.session.mount(config.base_url.rstrip("/") + "/", self.adapter)
+        self.timeout = Timeout(connect=config.connect_timeout, read=config.read_timeout)
+
+    # --- PaymentIntents ---------------------------------------------------------------
+    def create_payment_intent(
+        self, *, idempotency_key: str, amount: int, currency: str, payment_method: str,
+        metadata: dict[str, str], description: str = "",
+    ) -> GatewayResult:
+        form: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency,
+            "payment_method": payment_method,
+            "confirm": "true",
+            # One step, no redirects: anything needing the customer answers requires_action.
+            "payment_method_types[]": "card",
+        }
+        for key, value in metadata.items():
+            form[f"metadata[{key}]"] = value
+        if description:
+            form["description"] = description
+        return self._call("POST", "/v1/payment_intents", data=form, idempotency_key=idempotency_key)
+
+    def retrieve_payment_intent(self, gateway_id: str) -> GatewayResult:
+        return self._call("GET", f"/v1/payment_intents/{gateway_id}")
+
+    def create_refund(self, *, idempotency_key: str, payment_intent: str, amount: int,
+                      metadata: dict[str, str]) -> GatewayResult:
+        form: dict[str, Any] = {"payment_intent": payment_intent, "amount": amount}
+        for key, value in metadata.items():
+            form[f"metadata[{key}]"] = value
+        return self._call("POST", "/v1/refunds", data=form, idempotency_key=idempotency_key)
+
+    def probe(self) -> float:
+        """A call with no financial side effect; returns its latency in seconds."""
+        started = time.perf_counter()
+        result = self._call("GET", "/v1/balance", use_breaker=False)
+        if result.ok:
+            return time.perf_counter() - started
+        if result.outcome == "timeout":
+            raise GatewayTimeout("gateway probe timed out")
+        if result.outcome == "connect_error":
+            raise GatewayUnavailable("gateway refused the connection")
+        raise GatewayError(f"gateway probe answered {result.http_status or result.outcome}")
+
+    # --- The one place a request leaves the process -------------------------------------
+    def _call(self, method: str, path: str, *, data: dict[str, Any] | None = None,
+              idempotency_key: str | None = None, use_breaker: bool = True) -> GatewayResult:
+        permit = None
+        if use_breaker and self.breaker is not None:
+            try:
+                permit = self.breaker.before_call()
+            except CircuitOpenError as exc:
+                return GatewayResult(outcome="circuit_open", error_code="circuit_open",
+                                     error_message="The payment gateway is failing; calls are paused.",
+                                     retry_after=exc.retry_after)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        started = time.monotonic()
+        log = start_attempt_log()
+        set_deadline(started + self.config.deadline, self.config.read_timeout + self.config.connect_timeout)
+        response = None
+        error: BaseException | None = None
+        body_error = False
+        try:
+            response = self.session.request(method, self.config.base_url.rstrip("/") + path, data=data,
+                                            headers=headers, timeout=self.timeout)
+            body = response.content  # read inside the try: a truncated body raises here
+        except requests.RequestException as exc:
+            error = exc
+            body = b""
+            body_error = response is not None or _is_body_error(exc)
+        finally:
+            stop_attempt_log()
+            clear_deadline()
+        elapsed = time.monotonic() - started
+        result = self._result(method, path, log, response, body, error, body_error)
+        if permit is not None and self.breaker is not None:
+            self.breaker.record(permit, outcome=_breaker_outcome(result), duration=elapsed)
+        self._log(method, path, result, elapsed, idempotency_key)
+        return result
+
+    def _result(self, method: str, path: str, log: list[AttemptRecord], response: requests.Response | None,
+                body: bytes, error: BaseException | None, body_error: bool) -> GatewayResult:
+        attempts = [_attempt(record) for record in log]
+        sent = any(record.sent for record in log)
+        if error is not None or response is None:
+            if body_error and attempts:
+                attempts[-1].outcome = "bad_response"
+            outcome = attempts[-1].outcome if attempts else _error_outcome(error)
+            if outcome == "ok":
+                outcome = "bad_response"
+            return GatewayResult(outcome=outcome, attempts=attempts, sent=sent or body_error,
+                                 error_code=outcome, error_message=error.__class__.__name__ if error else "")
+        try:
+            data = json.loads(body) if body else {}
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if attempts:
+                attempts[-1].outcome = "bad_response"
+            return GatewayResult(outcome="bad_response", http_status=response.status_code, attempts=attempts,
+                                 sent=True, error_code="bad_response", error_message="unparseable gateway answer")
+        outcome = attempts[-1].outcome if attempts else "ok"
+        result = GatewayResult(outcome=outcome, http_status=response.status_code, data=data, attempts=attempts,
+                               sent=sent)
+        if response.status_code >= 400:
+            err = data.get("error") or {}
+            result.error_code = str(err.get("decline_code") or err.get("code") or err.get("type") or "")
+            result.error_message = str(err.get("message") or "")[:500]
+            retry_after = response.headers.get("Retry-After")
+            if retry_after and retry_after.isdigit():
+                result.retry_after = float(retry_after)
+        return result
+
+    def _log(self, method: str, path: str, result: GatewayResult, elapsed: float, key: str | None) -> None:
+        category = {
+            "timeout": "payment_timeout",
+            "connect_error": "payment_connection_error",
+            "http_5xx": "gateway_5xx",
+            "rate_limited": "gateway_rate_limited",
+            "bad_response": "gateway_bad_response",
+            "circuit_open": "circuit_open",
+        }.get(result.outcome)
+        extra = {
+            "category": category or "gateway_call",
+            "method": method,
+            "path": path.split("?")[0],
+            "outcome": result.outcome,
+            "http_status": result.http_status,
+            "attempts": len(result.attempts),
+            "duration_ms": round(elapsed * 1000, 2),
+            "idempotency_key": key,
+            "gateway_request_id": result.attempts[-1].request_id if result.attempts else None,
+        }
+        level = logging.WARNING if category else logging.INFO
+        logger.log(level, "gateway %s %s -> %s", method, extra["path"], result.outcome, extra=extra)
+
+
+def _is_body_error(exc: BaseException) -> bool:
+    return isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
+
+
+def _error_outcome(error: BaseException | None) -> str:
+    if isinstance(error, (requests.exceptions.ConnectTimeout,)):
+        return "connect_error"
+    if isinstance(error, requests.exceptions.Timeout):
+        return "timeout"
+    return "connect_error"
+
+
+def _breaker_outcome(result: GatewayResult) -> str:
+    # A decline or any other 4xx is the gateway working as it should.
+    if result.outcome in {"ok", "declined"}:
+        return "success"
+    if result.outcome == "circuit_open":
+        return "ignored"
+    return "failure"

@@ -1,0 +1,202 @@
+"""Payments, their attempts at the gateway, refunds, API clients and idempotency records."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from payments.ids import new_id
+
+
+class ApiClient(models.Model):
+    """A caller of the payment API. The key itself is never stored, only its SHA-256."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Shown to identify the key; not secret.")
+    key_hash = models.CharField(max_length=64, editable=False)
+    is_active = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API client"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    REQUIRES_ACTION = "requires_action"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+# The only moves a payment's status may make; services refuse anything else.
+PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"processing", "failed"}),
+    # Back to pending only when nothing reached the gateway (refused connection, open breaker).
+    "processing": frozenset({"succeeded", "failed", "requires_action", "unknown", "pending"}),
+    "unknown": frozenset({"processing", "succeeded", "failed", "requires_action"}),
+    "requires_action": frozenset({"processing", "succeeded", "failed"}),
+    "succeeded": frozenset({"partially_refunded", "refunded"}),
+    "partially_refunded": frozenset({"partially_refunded", "refunded"}),
+    "failed": frozenset(),
+    "refunded": frozenset(),
+}
+FINAL_STATUSES = frozenset({"succeeded", "failed", "requires_action", "refunded", "partially_refunded"})
+UNSETTLED_STATUSES = frozenset({"unknown", "processing"})
+
+
+class Payment(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "pay"), editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="payments")
+    idempotency_key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    amount = models.PositiveBigIntegerField(help_text="In the currency's minor unit.")
+    currency = models.CharField(max_length=3)
+    payment_method = models.CharField(max_length=255, help_text="A gateway token (pm_…), never card data.")
+    reference = models.CharField(max_length=255, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
+    gateway_id = models.CharField(max_length=255, null=True, blank=True)
+    failure_code = models.CharField(max_length=100, blank=True, default="")
+    failure_message = models.CharField(max_length=500, blank=True, default="")
+    amount_refunded = models.PositiveBigIntegerField(default=0)
+    attempt_count = models.PositiveIntegerField(default=0)
+    # Settlement of unknown outcomes: how often it was tried and when to try next.
+    settle_count = models.PositiveIntegerField(default=0)
+    next_settle_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name="payment_unique_idempotency_key"),
+            models.UniqueConstraint(fields=["gateway_id"], name="payment_unique_gateway_id",
+                                    condition=Q(gateway_id__isnull=False)),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(condition=Q(amount_refunded__lte=models.F("amount")),
+                                   name="payment_refund_within_amount"),
+            models.CheckConstraint(condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["client", "-created"], name="payment_client_created"),
+            models.Index(fields=["status", "next_settle_at"], name="payment_status_settle"),
+            models.Index(fields=["reference"], name="payment_reference"),
+            models.Index(fields=["-created"], name="payment_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+    @property
+    def gateway_idempotency_key(self) -> str:
+        """Identical on every retry and every later re-submission of this payment."""
+        return f"payops-{self.id}"
+
+
+class AttemptOutcome(models.TextChoices):
+    OK = "ok"
+    DECLINED = "declined"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    HTTP_5XX = "http_5xx"
+    RATE_LIMITED = "rate_limited"
+    BAD_RESPONSE = "bad_response"
+    CIRCUIT_OPEN = "circuit_open"
+
+
+class PaymentAttempt(models.Model):
+    """One request on the wire to the gateway, including those urllib3 retried on its own."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    operation = models.CharField(max_length=20, default="create")  # create, retrieve, refund
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField()
+    outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    gateway_request_id = models.CharField(max_length=255, blank=True, default="")
+    error = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["payment", "number"]
+        constraints = [models.UniqueConstraint(fields=["payment", "number"], name="attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id}#{self.number} {self.outcome}"
+
+
+class RefundStatus(models.TextChoices):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class Refund(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "ref"), editable=False)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="refunds")
+    idempotency_key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    amount = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=20, choices=RefundStatus.choices, default=RefundStatus.PENDING)
+    gateway_id = models.CharField(max_length=255, null=True, blank=True)
+    failure_code = models.CharField(max_length=100, blank=True, default="")
+    failure_message = models.CharField(max_length=500, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name="refund_unique_idempotency_key"),
+            models.UniqueConstraint(fields=["gateway_id"], name="refund_unique_gateway_id",
+                                    condition=Q(gateway_id__isnull=False)),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.status}"
+
+    @property
+    def gateway_idempotency_key(self) -> str:
+        return f"payops-{self.id}"
+
+
+class IdempotencyRecord(models.Model):
+    """Our own Stripe-style idempotency: one per (client, key), with the final answer to replay.
+
+    `locked_until` is a lease: while a request works on the key, a concurrent one with the
+    same key gets 409 instead of a second gateway charge.
+    """
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    endpoint = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=32, blank=True, default="")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key")]
+        indexes = [models.Index(fields=["created"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}:{self.key}"
