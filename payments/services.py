@@ -142,27 +142,34 @@ def payment_create(*, client: ApiClient, record: IdempotencyRecord, amount: int,
     return payment
 
 
-def _claim_for_gateway(payment_id: str) -> bool:
-    """Moves the payment to processing if nobody else is sending it right now."""
+def _claim_for_gateway(payment_id: str) -> str | None:
+    """Moves the payment to processing if nobody else is sending it right now; returns the
+    status it had (None when it was not ours to send)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.PAYMENT_DEADLINE + 10)
-    return bool(
-        Payment.objects.filter(pk=payment_id)
-        .filter(Q(status__in=["pending", "unknown"]) | Q(status="processing", updated__lt=stale))
-        .update(status="processing", updated=now)
-    )
+    with transaction.atomic():
+        payment = (Payment.objects.select_for_update(skip_locked=True)
+                   .filter(pk=payment_id)
+                   .filter(Q(status__in=["pending", "unknown"]) | Q(status="processing", updated__lt=stale))
+                   .only("status").first())
+        if payment is None:
+            return None
+        Payment.objects.filter(pk=payment_id).update(status="processing", updated=now)
+        return payment.status
 
 
 def payment_submit(*, payment_id: str) -> Payment:
     """Sends the payment to the gateway (again), with the same idempotency key every time."""
-    if not _claim_for_gateway(payment_id):
+    previous = _claim_for_gateway(payment_id)
+    if previous is None:
         return Payment.objects.get(pk=payment_id)
     payment = Payment.objects.get(pk=payment_id)
     if timezone.now() - payment.created > RESEND_WINDOW and payment.attempt_count:
         # Past the gateway's idempotency window a re-send could charge twice: stop, ask ops.
         return _apply(payment_id, GatewayResult(outcome="bad_response", sent=True,
                                                 error_code="settle_manually",
-                                                error_message="past the gateway's idempotency window"))
+                                                error_message="past the gateway's idempotency window"),
+                      previous=previous)
     _release_db_connection()
     metadata = {**payment.metadata, "payment_id": payment.id}
     if payment.reference:
@@ -171,7 +178,7 @@ def payment_submit(*, payment_id: str) -> Payment:
         idempotency_key=payment.gateway_idempotency_key, amount=payment.amount, currency=payment.currency,
         payment_method=payment.payment_method, metadata=metadata,
     )
-    return _apply(payment_id, result)
+    return _apply(payment_id, result, previous=previous)
 
 
 def _status_from_intent(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -186,12 +193,15 @@ def _status_from_intent(data: dict[str, Any]) -> tuple[str, str, str]:
     return "unknown", "", ""  # processing at the gateway: ask again later
 
 
-def _apply(payment_id: str, result: GatewayResult) -> Payment:
+def _apply(payment_id: str, result: GatewayResult, *, previous: str) -> Payment:
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status != "processing":
             return payment
         new_status, code, message = _outcome_status(result)
+        if new_status == "pending" and previous in {"unknown", "processing"}:
+            # An earlier send may have reached the gateway: still unknown, never "not sent".
+            new_status, code, message = "unknown", result.error_code or result.outcome, payment.failure_message
         fields = ["status", "failure_code", "failure_message", "attempt_count", "updated"]
         if result.ok and result.data.get("id"):
             payment.gateway_id = result.data["id"]

@@ -9,6 +9,16 @@ from sandbox.harness import SandboxStack
 from tests.support.processes import celery_worker
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_pool_before_test_database_teardown(django_db_setup, django_db_blocker) -> Iterator[None]:
+    yield
+    from django.db import connections
+
+    # The pool keeps connections to the test database open; it must go before the database.
+    with django_db_blocker.unblock():
+        connections["default"].close_pool()
+
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory) -> Iterator[SandboxStack]:
     """localstripe behind the idempotency/fault proxy, on loopback ports of its own."""
