@@ -10,7 +10,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -50,26 +50,26 @@ class ControlClient:
                 time.sleep(0.05)
 
     def fault(self, kind: str, **rule: Any) -> dict[str, Any]:
-        return self.call("POST", "/_sandbox/faults", {"kind": kind, **rule})
+        return cast(dict[str, Any], self.call("POST", "/_sandbox/faults", {"kind": kind, **rule}))
 
     def faults(self) -> dict[str, Any]:
-        return self.call("GET", "/_sandbox/faults")
+        return cast(dict[str, Any], self.call("GET", "/_sandbox/faults"))
 
     def clear(self) -> dict[str, Any]:
-        return self.call("DELETE", "/_sandbox/faults")
+        return cast(dict[str, Any], self.call("DELETE", "/_sandbox/faults"))
 
     def stats(self) -> dict[str, Any]:
-        return self.call("GET", "/_sandbox/stats")
+        return cast(dict[str, Any], self.call("GET", "/_sandbox/stats"))
 
     def reset(self, upstream: bool = False) -> dict[str, Any]:
-        return self.call("POST", "/_sandbox/reset", {"upstream": upstream})
+        return cast(dict[str, Any], self.call("POST", "/_sandbox/reset", {"upstream": upstream}))
 
     def set_fast(self, fast: bool) -> dict[str, Any]:
-        return self.call("POST", "/_sandbox/mode", {"fast": fast})
+        return cast(dict[str, Any], self.call("POST", "/_sandbox/mode", {"fast": fast}))
 
     def intents_for(self, metadata_key: str, value: str) -> list[dict[str, Any]]:
         query = urlencode({"metadata_key": metadata_key, "value": value})
-        return self.call("GET", f"/_sandbox/intents?{query}")["data"]
+        return cast(list[dict[str, Any]], self.call("GET", f"/_sandbox/intents?{query}")["data"])
 
     def health(self) -> dict[str, Any]:
-        return self.call("GET", "/_sandbox/health")
+        return cast(dict[str, Any], self.call("GET", "/_sandbox/health"))

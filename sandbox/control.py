@@ -65,7 +65,7 @@ async def _route(proxy: "ProxyServer", req: Request) -> Response:
         return json_response(200, {"faults": rules, "refusing_for_ms": proxy.refusing_for_ms})
     if route == ("POST", "/_sandbox/faults"):
         try:
-            rule = proxy.add_fault(parse_rule(payload))
+            rule = await proxy.add_fault(parse_rule(payload))
         except FaultError as exc:
             return _bad(str(exc))
         return json_response(200, rule.to_dict())

@@ -228,7 +228,7 @@ class FastGateway:
         ids = list(self._intents)
         start = 0
         after = query.get("starting_after")
-        if after in self._intents:
+        if after is not None and after in self._intents:
             start = ids.index(after) + 1
         page = ids[start : start + limit]
         body = b"".join(

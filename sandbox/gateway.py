@@ -27,8 +27,8 @@ def _disable_persistence() -> None:
     """Make localstripe's store purely in-memory (see module docstring)."""
     from localstripe import resources
 
-    resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
-    resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
+    resources.Store.dump_to_disk = lambda self: None
+    resources.Store.try_load_from_disk = lambda self: None
 
 
 def build_app() -> web.Application:
@@ -36,7 +36,8 @@ def build_app() -> web.Application:
     from localstripe import server  # import after patching: nothing is loaded at import
 
     server.store.clear()
-    return server.app
+    app: web.Application = server.app
+    return app
 
 
 def bind_loopback(host: str, port: int) -> socket.socket:

@@ -161,7 +161,8 @@ class SandboxStack:
         return self.control.fault(kind, **rule)
 
     def faults(self) -> list[dict[str, Any]]:
-        return self.control.faults()["faults"]
+        rules: list[dict[str, Any]] = self.control.faults()["faults"]
+        return rules
 
     def clear(self) -> None:
         self.control.clear()

@@ -16,7 +16,7 @@ import random
 import socket
 import string
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from sandbox.control import handle_control
 from sandbox.errors import stripe_error
@@ -55,7 +55,6 @@ class _Conn:
     writer: asyncio.StreamWriter
     busy: bool = False
     counted: bool = False  # carried a gateway request (see Stats.connections_opened)
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _request_id() -> str:
@@ -127,7 +126,7 @@ class ProxyServer:
             return 0
         return max(0, int((self._refuse_until - asyncio.get_running_loop().time()) * 1000))
 
-    def refuse_for(self, seconds: float) -> None:
+    async def refuse_for(self, seconds: float) -> None:
         """Close the listening socket for `seconds`: new connections get ECONNREFUSED.
 
         Idle keep-alive connections are closed too (a FIN, as a restarting server does),
@@ -141,18 +140,22 @@ class ProxyServer:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for conn in list(self._conns):
-            if not conn.busy:
-                conn.writer.close()
+        idle = [conn.writer for conn in self._conns if not conn.busy]
+        for writer in idle:
+            writer.close()
         if self._reopen_task is None:
             self._reopen_task = loop.create_task(self._reopen_later())
+        # close() only schedules the socket's close; wait for the FINs to be out before
+        # the control API confirms, or a client could reuse a connection in between.
+        if idle:
+            await asyncio.wait([loop.create_task(writer.wait_closed()) for writer in idle], timeout=1.0)
 
     async def _reopen_later(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while (delay := self._refuse_until - loop.time()) > 0:
                 await asyncio.sleep(delay)
-            for attempt in range(50):
+            for _ in range(50):
                 try:
                     sock = bind_listener(self.host, self.port)
                     break
@@ -244,7 +247,7 @@ class ProxyServer:
             broken = b"<html><body>upstream sent garbage</body></html>"
         except ValueError:
             pass
-        return Response(200, broken, [(k, v) for k, v in resp.headers], "application/json")
+        return Response(200, broken, list(resp.headers), "application/json")
 
     # ---- gateway requests -----------------------------------------------------------
 
@@ -366,12 +369,12 @@ class ProxyServer:
         data["refusing_for_ms"] = self.refusing_for_ms
         return data
 
-    def add_fault(self, rule: FaultRule) -> FaultRule:
+    async def add_fault(self, rule: FaultRule) -> FaultRule:
         if rule.kind == "refuse":
             # Applied at once rather than stored: no request will arrive to trigger it.
             self.faults.add(rule)
             self.faults.record(rule)
-            self.refuse_for((rule.duration_ms or 0) / 1000)
+            await self.refuse_for((rule.duration_ms or 0) / 1000)
             return rule
         return self.faults.add(rule)
 

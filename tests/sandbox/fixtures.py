@@ -1,7 +1,8 @@
 """Fixtures for the sandbox tests: one real gateway + proxy per module, reset per test.
 
-Plain pytest: nothing here needs Django (run with `-p no:django` if a project-wide
-configuration insists on it).
+Imported by each test module rather than living in a conftest.py, so the tests also run
+with `--noconftest` (and `-p no:django`) when a project-wide conftest or pytest-django
+configuration needs services these tests do not.
 """
 
 from __future__ import annotations

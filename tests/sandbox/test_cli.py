@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from sandbox.harness import SandboxStack
+from tests.sandbox.fixtures import clean, session, stack  # noqa: F401  (pytest fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = (2.0, 5.0)

@@ -17,6 +17,7 @@ import requests
 from urllib3.exceptions import NewConnectionError, ProtocolError
 
 from sandbox.harness import SandboxStack
+from tests.sandbox.fixtures import clean, make_session, session, stack  # noqa: F401  (pytest fixtures)
 
 PI = "/v1/payment_intents"
 TIMEOUT = (2.0, 5.0)
@@ -230,7 +231,7 @@ def test_refuse_closes_the_port_then_reopens(stack: SandboxStack, session: reque
     with pytest.raises(requests.ConnectionError) as info:
         create(stack, session, order)
     chain = cause_chain(info.value)
-    assert any(isinstance(e, NewConnectionError) for e in chain)
+    assert any(isinstance(e, NewConnectionError) for e in chain), chain
     assert any(isinstance(e, ConnectionRefusedError) for e in chain)
     # The harness retries refused control calls, so this returns once the port reopened.
     stats = stack.stats()
