@@ -126,3 +126,16 @@ def test_celery_beat_runs_the_health_check_each_interval_and_expires_before_the_
     assert 0 < float(expires) < 30.0
     assert prefetch == "1"
     assert visibility_ok == "True"
+
+
+def test_contract_defaults_without_any_environment() -> None:
+    result = manage(
+        "shell", "--no-imports", "-c",
+        "from django.conf import settings as s; import importlib;"
+        "g = importlib.import_module('config.gunicorn');"
+        "print(s.PAYMENT_TIMEOUT, s.PAYMENT_RETRY_DELAY, s.PAYMENT_CONNECT_TIMEOUT, s.DB_CONNECTION_TIMEOUT,"
+        " s.DB_IDLE_TIMEOUT, s.DB_RETRY_DELAY, g.timeout > s.PAYMENT_DEADLINE, g.worker_class)",
+        DJANGO_DEBUG="true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["10.0", "1.0", "3.0", "30.0", "300.0", "1.0", "True", "gthread"]

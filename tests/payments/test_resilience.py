@@ -1,0 +1,124 @@
+"""Breaker, concurrency on one key, timeouts and the pool of the gateway client."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from payments.gateway import get_gateway
+from payments.models import Payment
+from tests.payments.factories import Api, make_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_two_concurrent_requests_with_one_key_charge_once(gateway) -> None:
+    _, key = make_client()
+    gateway.fault("latency_before", delay_ms=600, count=1, method="POST", path_prefix="/v1/payment_intents")
+    barrier = threading.Barrier(2)
+
+    def one(_):  # type: ignore[no-untyped-def]
+        barrier.wait()
+        try:
+            return Api(key, Client()).pay(idempotency_key="same-key")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(one, range(2))
+    codes = sorted([a.status_code, b.status_code])
+    assert codes == [201, 409], [a.content, b.content]
+    conflict = a if a.status_code == 409 else b
+    assert conflict.json()["error"]["code"] == "idempotency_key_in_use"
+    payment = Payment.objects.get()
+    assert len(gateway.intents_for("payment_id", payment.id)) == 1
+    replay = Api(key).pay(idempotency_key="same-key")
+    assert replay.status_code == 201 and replay["Idempotent-Replayed"] == "true"
+
+
+def test_breaker_opens_on_failure_rate_and_fails_fast_without_a_connection(gateway) -> None:
+    _, key = make_client()
+    api = Api(key)
+    breaker = get_gateway().breaker
+    gateway.fault("http_503", method="POST", path_prefix="/v1/payment_intents")  # until cleared
+    answers = [api.pay().status_code for _ in range(settings.BREAKER_MINIMUM_CALLS)]
+    assert breaker.snapshot().state == "open"
+    assert set(answers) <= {202, 503}
+    before = gateway.stats()
+    started = time.perf_counter()
+    fast = api.pay()
+    elapsed = time.perf_counter() - started
+    after = gateway.stats()
+    assert fast.status_code == 503
+    assert fast.json()["error"]["code"] == "circuit_open"
+    assert int(fast["Retry-After"]) >= 1
+    assert after["requests"] == before["requests"]  # nothing reached the gateway
+    assert after["connections_opened"] == before["connections_opened"]
+    assert elapsed < 0.5
+    assert Payment.objects.get(pk=Payment.objects.order_by("-created").first().pk).status == "pending"
+    # After the open period one probe goes through; with the gateway back, it closes.
+    gateway.clear()
+    time.sleep(settings.BREAKER_OPEN_SECONDS + 0.1)
+    assert api.pay().status_code == 201
+    assert breaker.snapshot().state == "closed"
+
+
+def test_declines_do_not_open_the_breaker(gateway) -> None:
+    _, key = make_client()
+    api = Api(key)
+    for _ in range(settings.BREAKER_MINIMUM_CALLS + 2):
+        assert api.pay(payment_method="pm_card_chargeDeclined").json()["status"] == "failed"
+    assert get_gateway().breaker.snapshot().state == "closed"
+
+
+def test_every_post_carries_the_same_idempotency_key_on_retries(gateway) -> None:
+    """http_503 on the first try: urllib3 retries with the same key; the proxy forwards once."""
+    _, key = make_client()
+    gateway.fault("http_503", count=1, method="POST", path_prefix="/v1/payment_intents")
+    response = Api(key).pay()
+    assert response.status_code == 201
+    payment = Payment.objects.get(pk=response.json()["id"])
+    assert list(payment.attempts.values_list("outcome", "http_status")) == [("http_5xx", 503), ("ok", 200)]
+    assert gateway.stats()["forwarded"] == 1
+
+
+def test_rate_limit_retry_after_is_honoured(gateway) -> None:
+    _, key = make_client()
+    gateway.fault("rate_limit", count=1, retry_after=1, method="POST", path_prefix="/v1/payment_intents")
+    response = Api(key).pay()
+    attempts = list(Payment.objects.get(pk=response.json()["id"]).attempts.order_by("number"))
+    assert [a.outcome for a in attempts] == ["rate_limited", "ok"]
+    gap = (attempts[1].started_at - attempts[0].started_at).total_seconds()
+    assert gap >= 1.0
+
+
+def test_pooled_session_reuses_connections(gateway) -> None:
+    _, key = make_client()
+    api = Api(key)
+    gateway.reset(upstream=False)
+    for _ in range(20):
+        assert api.pay().status_code == 201
+    stats = gateway.stats()
+    assert stats["requests"] >= 20
+    assert stats["connections_opened"] <= 2
+    pools = [p for p in get_gateway().adapter.pool_stats()]
+    assert pools and pools[0]["max"] == settings.PAYMENT_POOL_MAXSIZE
+    assert pools[0]["requests"] >= 20
+
+
+def test_contract_timeouts_reach_the_client() -> None:
+    client = get_gateway()
+    assert client.timeout.connect_timeout == settings.PAYMENT_CONNECT_TIMEOUT
+    assert client.timeout.read_timeout == settings.PAYMENT_TIMEOUT
+    retry = client.adapter.max_retries
+    assert retry.total == settings.PAYMENT_RETRY_ATTEMPTS - 1
+    assert 409 in retry.status_forcelist and 429 in retry.status_forcelist and 503 in retry.status_forcelist
+    assert "POST" in retry.allowed_methods
+    assert client.adapter._pool_block is True
