@@ -32,11 +32,11 @@ def test_payment_succeeds_and_is_recorded_here_and_at_the_gateway(api: Api, gate
 
 
 def test_decline_ends_failed_with_a_code_not_an_error(api: Api) -> None:
-    response = api.pay(payment_method="pm_card_chargeDeclined")
+    response = api.pay(payment_method="pm_card_chargeCustomerFail")
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["status"] == "failed"
-    assert body["failure_code"]
+    assert body["failure_code"] == "card_declined"
     assert Payment.objects.get(pk=body["id"]).attempts.get().outcome == "declined"
 
 
@@ -94,7 +94,7 @@ def test_refunds_partial_then_full_and_never_above_what_is_left(api: Api) -> Non
 
 
 def test_refund_of_a_failed_payment_is_refused(api: Api) -> None:
-    payment = api.pay(payment_method="pm_card_chargeDeclined").json()
+    payment = api.pay(payment_method="pm_card_chargeCustomerFail").json()
     response = api.refund(payment["id"])
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "payment_not_refundable"

@@ -74,7 +74,7 @@ def test_declines_do_not_open_the_breaker(gateway) -> None:
     _, key = make_client()
     api = Api(key)
     for _ in range(settings.BREAKER_MINIMUM_CALLS + 2):
-        assert api.pay(payment_method="pm_card_chargeDeclined").json()["status"] == "failed"
+        assert api.pay(payment_method="pm_card_chargeCustomerFail").json()["status"] == "failed"
     assert get_gateway().breaker.snapshot().state == "closed"
 
 
