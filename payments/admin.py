@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from payments import services
+from payments.selectors import payment_unknown_summary
 from payments.models import ApiClient, Payment, PaymentAttempt, Refund
 
 
@@ -44,6 +45,10 @@ class PaymentAdmin(admin.ModelAdmin):
     inlines = (PaymentAttemptInline, RefundInline)
     actions = ("settle_now",)
     readonly_fields = [f.name for f in Payment._meta.fields]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # type: ignore[no-untyped-def]
+        summary = [{**row, "major": row["amount"] / 100} for row in payment_unknown_summary()]
+        return super().changelist_view(request, {**(extra_context or {}), "unknown_summary": summary})
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, obj: Payment) -> str:
