@@ -2,10 +2,29 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("payops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def _keep_django_logging(**_: object) -> None:
+    # A receiver here stops Celery from replacing the root handlers with its own, which
+    # would drop the JSON format, the redaction filter and CloudWatch in workers and beat.
+    from config.logs import ensure_configured
+
+    ensure_configured()
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _flush_logs(**_: object) -> None:
+    # Prefork children leave with os._exit (no atexit); send what CloudWatch has queued,
+    # bounded by CLOUDWATCH_FLUSH_TIMEOUT.
+    from config.logs.cloudwatch import cloudwatch_flush
+
+    cloudwatch_flush()

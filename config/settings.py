@@ -245,4 +245,15 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+CLOUDWATCH_RETENTION_DAYS = env_int("CLOUDWATCH_RETENTION_DAYS", 30)  # days; 0 leaves the group's policy alone
+CLOUDWATCH_QUEUE_SIZE = env_int("CLOUDWATCH_QUEUE_SIZE", 10000, minimum=1)  # records held while CloudWatch lags
+CLOUDWATCH_SEND_INTERVAL = env_ms("CLOUDWATCH_SEND_INTERVAL", 5000)  # s, longest a record waits for its batch
+CLOUDWATCH_FLUSH_TIMEOUT = env_ms("CLOUDWATCH_FLUSH_TIMEOUT", 5000, minimum_ms=0)  # s, shutdown waits at most this
+METRICS_NAMESPACE = env_str("METRICS_NAMESPACE", "PaymentOps")  # CloudWatch namespace of EMF metrics
+from config.logs.cloudwatch import RETENTION_DAYS as _RETENTION_DAYS  # noqa: E402
+
+require(
+    CLOUDWATCH_RETENTION_DAYS == 0 or CLOUDWATCH_RETENTION_DAYS in _RETENTION_DAYS,
+    f"CLOUDWATCH_RETENTION_DAYS must be 0 or one of {', '.join(map(str, _RETENTION_DAYS))}",
+)
 os.environ.setdefault("PROCESS_ROLE", PROCESS_ROLE)

@@ -58,9 +58,6 @@ def make_handler() -> logging.Handler:
         logger.warning("CloudWatch handler unavailable: %s", exc.__class__.__name__,
                        extra={"category": "cloudwatch_unavailable"})
         return logging.NullHandler()
-    if _active is not None and _active is not handler:
-        # Logging configured twice (Celery, a test): the old handler's thread ends cleanly.
-        _active.flush_within(0.0)
     _active, _setup_error = handler, None
     return handler
 

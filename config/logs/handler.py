@@ -120,7 +120,9 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         # watchtower calls this from __init__ and again in a forked child: counters,
         # queues and threads belong to one process.
         super()._init_state()
-        self._stats_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # notified when nothing is pending
+        self._pending = 0  # accepted by emit and neither sent nor given up: queued or in flight
         self._sent = self._dropped = self._errors = self._failed = 0
         self._last_error_at: float | None = None
         self._last_success_at: float | None = None
@@ -129,16 +131,15 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         self._failures_in_row = 0
         self._group_ready = False
         self._streams_ready: set[str] = set()
+        self._draining = False
         self._wake = threading.Event()  # cuts a backoff short when someone flushes
         self._drain_failed_at: float | None = None
 
     def stats(self) -> dict[str, Any]:
         """Counters since this process started; times are Unix seconds (time.time())."""
-        queued = sum(q.qsize() for q in list(self.queues.values()))
-        with self._stats_lock:
-            failing = self._failing
+        with self._lock:
             return {
-                "queued": queued,
+                "queued": self._pending,
                 "capacity": self.max_queue_size,
                 "sent": self._sent,
                 "dropped": self._dropped,
@@ -147,14 +148,14 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
                 "last_error_at": self._last_error_at,
                 "last_success_at": self._last_success_at,
                 "last_error": self._last_error,
-                "state": "degraded" if failing or queued >= 0.8 * self.max_queue_size else "ok",
+                "state": "degraded" if self._failing or self._pending >= 0.8 * self.max_queue_size else "ok",
             }
 
     # --- the caller's side: never blocks ----------------------------------------------
     def emit(self, record: logging.LogRecord) -> None:
         try:
             if self.shutting_down:
-                self._count_dropped(1)
+                self._settle(dropped=1, pending=0)
                 return
             message = self.format(record)
             if not message:
@@ -162,22 +163,21 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             if len(message) > MAX_EVENT_BYTES // 4:  # only then can the UTF-8 size exceed the limit
                 message = message.encode("utf-8")[:MAX_EVENT_BYTES].decode("utf-8", "ignore")
             stream = f"{self.stream_prefix}/{os.getpid()}"
-            events = self.queues.get(stream)
-            if events is None:
-                events = self._start_sender(stream)
-            if events.qsize() >= self.max_queue_size:
-                self._count_dropped(1)
-            else:
-                events.put_nowait({"timestamp": int(record.created * 1000), "message": message})
+            events = self.queues.get(stream) or self._start_sender(stream)
+            with self._lock:
+                if self._pending >= self.max_queue_size:
+                    self._dropped += 1
+                    return
+                self._pending += 1
+            events.put_nowait({"timestamp": int(record.created * 1000), "message": message})
         except Exception:
             self.handleError(record)
 
     def _start_sender(self, stream: str) -> queue.Queue:
-        # Unbounded Queue on purpose: the bound is enforced in emit, so flush/close can
-        # always add their sentinel without blocking on a full queue.
+        # An unbounded Queue: the bound is the pending count checked in emit, so flush and
+        # close can always add their sentinel without blocking.
         events: queue.Queue = queue.Queue()
         self.queues[stream] = events
-        self.sequence_tokens[stream] = None
         thread = threading.Thread(
             target=self._dequeue_batch,
             args=(events, stream, self.send_interval, self.max_batch_size, self.max_batch_count),
@@ -189,31 +189,67 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         return events
 
     # --- the sender thread's side ---------------------------------------------------------
+    def _dequeue_batch(self, events: queue.Queue, stream: str, send_interval: float,
+                       max_batch_size: int, max_batch_count: int) -> None:
+        # watchtower's loop marks a record done when it joins a batch, so its flush can
+        # return while that batch is still in flight or about to be retried; this one
+        # settles records only when their batch is decided (see `_pending`).
+        batch: list[dict] = []
+        size = 0
+        deadline = time.monotonic() + send_interval
+        while True:
+            try:
+                item = events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if isinstance(item, dict):
+                if batch and size + self._size(item) > max_batch_size:
+                    self._submit_batch(batch, stream)
+                    batch, size = [], 0
+                batch.append(item)
+                size += self._size(item)
+                due = time.monotonic() >= deadline or (self._draining and events.empty())
+                if len(batch) < max_batch_count and not due:
+                    continue
+            elif item is None and time.monotonic() < deadline:
+                continue
+            if batch:
+                self._submit_batch(batch, stream)
+                batch, size = [], 0
+            deadline = time.monotonic() + send_interval
+            if item == self.END:
+                return
+
     def _submit_batch(self, batch: list, log_stream_name: str, max_retries: int = 2) -> None:
         if not batch:
             return
-        events = sorted(batch, key=itemgetter("timestamp"))
+        try:
+            self._send(sorted(batch, key=itemgetter("timestamp")), log_stream_name, max_retries)
+        except Exception as exc:  # the sender thread must outlive any bug or surprise
+            self._failure(exc, batch, log_stream_name, transient=False)
+
+    def _send(self, events: list, stream: str, max_retries: int) -> None:
         for _ in range(max_retries):
             try:
-                self._prepare(log_stream_name)
+                self._prepare(stream)
                 response = self.cwl_client.put_log_events(
-                    logGroupName=self.log_group_name, logStreamName=log_stream_name, logEvents=events
+                    logGroupName=self.log_group_name, logStreamName=stream, logEvents=events
                 )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                     # Group or stream deleted under us: set them up again and retry once.
                     self._group_ready = False
-                    self._streams_ready.discard(log_stream_name)
+                    self._streams_ready.discard(stream)
                     continue
-                self._failure(exc, events, log_stream_name)
+                self._failure(exc, events, stream, transient=_is_transient(exc))
                 return
             except Exception as exc:
-                self._failure(exc, events, log_stream_name)
+                self._failure(exc, events, stream, transient=_is_transient(exc))
                 return
             rejected = _rejected(response, len(events))
             self._success(len(events) - rejected, rejected)
             return
-        self._failure(RuntimeError("log group or stream keeps disappearing"), events, log_stream_name)
+        self._failure(RuntimeError("log group or stream keeps disappearing"), events, stream, transient=True)
 
     def _prepare(self, stream: str) -> None:
         if not self._group_ready:
@@ -236,55 +272,59 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             self._streams_ready.add(stream)
 
     def _success(self, sent: int, rejected: int) -> None:
-        with self._stats_lock:
+        with self._lock:
             self._sent += sent
             self._failed += rejected
             self._last_success_at = time.time()
             recovered, self._failing = self._failing, False
             self._failures_in_row = 0
             dropped = self._dropped
+        self._settle(pending=sent + rejected)
         if recovered:
             logger.warning("CloudWatch Logs reachable again; %s records dropped so far", dropped,
                            extra={"category": "cloudwatch_recovered", "dropped": dropped})
 
-    def _failure(self, exc: Exception, events: list, stream: str) -> None:
-        transient = _is_transient(exc)
-        requeued = 0
-        if transient and not self.shutting_down:
-            target = self.queues.get(stream)
-            room = self.max_queue_size - target.qsize() if target is not None else 0
-            for event in events[: max(0, room)]:
-                target.put_nowait(event)  # type: ignore[union-attr]
-                requeued += 1
-        with self._stats_lock:
+    def _failure(self, exc: Exception, events: list, stream: str, *, transient: bool) -> None:
+        target = self.queues.get(stream)
+        retry = transient and not self.shutting_down and target is not None
+        with self._lock:
             self._errors += 1
             self._last_error_at = time.time()
             self._last_error = exc.__class__.__name__
-            if transient:
-                self._dropped += len(events) - requeued
-            else:
-                self._failed += len(events)
             started, self._failing = not self._failing, True
             self._failures_in_row += 1
-            backoff = min(_MAX_BACKOFF, 2.0 ** self._failures_in_row)
+            backoff = min(_MAX_BACKOFF, 2.0 ** min(self._failures_in_row, 8))
+        if retry:
+            # Still pending, so still inside the bound emit enforces: they always fit.
+            for event in events:
+                target.put_nowait(event)  # type: ignore[union-attr]
+        elif transient:
+            self._settle(dropped=len(events), pending=len(events))
+        else:
+            self._settle(failed=len(events), pending=len(events))
         if started:
             # Once per outage, not per batch: the record goes to stdout at once and to
             # CloudWatch when it is back.
             logger.warning("CloudWatch Logs unavailable (%s); records stay on stdout, queue up to %s",
                            exc.__class__.__name__, self.max_queue_size,
                            extra={"category": "cloudwatch_unavailable", "error": exc.__class__.__name__})
-        if transient and not self.shutting_down:
-            self._wake.wait(backoff)
+        if retry and self._wake.wait(backoff):
+            # A flush cut the pause short for one prompt try; the next failure pauses again.
+            self._wake.clear()
 
-    def _count_dropped(self, count: int) -> None:
-        with self._stats_lock:
-            self._dropped += count
+    def _settle(self, *, pending: int, dropped: int = 0, failed: int = 0) -> None:
+        with self._lock:
+            self._pending -= pending
+            self._dropped += dropped
+            self._failed += failed
+            if self._pending <= 0:
+                self._settled.notify_all()
 
     # --- shutdown: bounded --------------------------------------------------------------
     def flush_within(self, timeout: float) -> bool:
-        """Sends what is queued, waiting at most `timeout` s; True when everything went out."""
+        """Sends what is queued now, waiting at most `timeout` s; True when everything went out."""
         if self.shutting_down:
-            return True
+            return self._pending <= 0
         return self._drain(self.FLUSH, timeout)
 
     def flush(self) -> None:
@@ -293,6 +333,8 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
     def close(self) -> None:
         if self.shutting_down:
             return
+        # From here a failed batch is dropped, not retried: the process is going away and
+        # only what gets through within the bound counts.
         self.shutting_down = True
         # logging.shutdown() calls flush() and then close(): when that flush already
         # timed out, the sender is stuck in the same call and waiting again only doubles
@@ -303,19 +345,17 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
 
     def _drain(self, sentinel: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
+        self._draining = True
         self._wake.set()
         try:
-            pending = list(self.queues.values())
-            for events in pending:
+            for events in list(self.queues.values()):
                 events.put(sentinel)
-            drained = True
-            for events in pending:
-                with events.all_tasks_done:
-                    drained &= events.all_tasks_done.wait_for(
-                        lambda q=events: q.unfinished_tasks == 0, timeout=max(0.0, deadline - time.monotonic())
-                    )
+            with self._settled:
+                drained = self._settled.wait_for(
+                    lambda: self._pending <= 0, timeout=max(0.0, deadline - time.monotonic())
+                )
         finally:
             if sentinel != self.END:
-                self._wake.clear()
+                self._draining = False
         self._drain_failed_at = None if drained else time.monotonic()
         return drained
