@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util import Retry
 
 from payments.gateway.pools import InstrumentedAdapter
@@ -53,6 +54,13 @@ class OutboundClient:
             raise OutboundPoolFull(f"no outbound slot free within {timeout:.1f}s")
         try:
             return self.session.request(method, url, timeout=(min(3.0, timeout), timeout), **kwargs)
+        except requests.exceptions.ConnectionError as exc:
+            # With a Retry object, requests reports an exhausted read timeout as a
+            # ConnectionError; callers should see the timeout it was.
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            if isinstance(reason, ReadTimeoutError):
+                raise requests.exceptions.ReadTimeout(str(reason), request=exc.request) from exc
+            raise
         finally:
             self._slots.release()
 

@@ -147,8 +147,8 @@ class InstrumentedAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         extra = {"pool_wait": self.pool_wait}
         self.poolmanager.pool_classes_by_scheme = {
-            "http": type("GatewayHTTPPool", (InstrumentedHTTPConnectionPool,), extra),
-            "https": type("GatewayHTTPSPool", (InstrumentedHTTPSConnectionPool,), extra),
+            "http": type("PooledHTTP", (InstrumentedHTTPConnectionPool,), extra),
+            "https": type("PooledHTTPS", (InstrumentedHTTPSConnectionPool,), extra),
         }
 
     def pool_stats(self) -> list[dict[str, Any]]:
