@@ -183,6 +183,10 @@ require(
     "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
 )
 
+# Per API key, shared by the fleet through Redis (token bucket).
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 50, minimum=1)  # requests per second, sustained
+API_RATE_BURST = env_int("API_RATE_BURST", 100, minimum=1)  # requests at once
+
 # Circuit breaker shared by the fleet through Redis.
 BREAKER_FAILURE_RATE = env_int("BREAKER_FAILURE_RATE", 50, minimum=1, maximum=100)  # % of calls in the window
 BREAKER_MINIMUM_CALLS = env_int("BREAKER_MINIMUM_CALLS", 10, minimum=1)  # calls before the rate counts
@@ -211,11 +215,51 @@ require(
     "ALERT_WARNING_THRESHOLD must be below ALERT_CRITICAL_THRESHOLD",
 )
 
+# --- Health and alerts --------------------------------------------------------------
+from celery.schedules import crontab  # noqa: E402
+
+HEALTH_RETENTION_DAYS = env_int("HEALTH_RETENTION_DAYS", 7, minimum=1)  # days raw snapshots are kept
+HEALTH_CHECK_TIMEOUT = env_ms("HEALTH_CHECK_TIMEOUT", 5000)  # s, budget of each component check
+# s between two publications of one process's pool statistics to Redis; 0 turns them off
+HEALTH_PUBLISH_INTERVAL = env_int("HEALTH_PUBLISH_INTERVAL", 5, minimum=0)
+# Bearer token that unlocks /health/status details for monitors; empty: staff sessions only.
+HEALTH_STATUS_TOKEN = env_str("HEALTH_STATUS_TOKEN", "")
+HEALTH_QUEUE_WARNING = env_int("HEALTH_QUEUE_WARNING", 100, minimum=1)  # tasks waiting in the Celery queue
+DB_CONNECTION_RESERVE = env_int("DB_CONNECTION_RESERVE", 10)  # server connections no pool may count on
+PAYMENT_UNKNOWN_MAX_AGE = env_int("PAYMENT_UNKNOWN_MAX_AGE", 300, minimum=1)  # s a payment may stay unsettled
+ALERT_HYSTERESIS_MARGIN = env_int("ALERT_HYSTERESIS_MARGIN", 5, maximum=50)  # % below a threshold to clear
+ALERT_ESCALATE_AFTER = env_int("ALERT_ESCALATE_AFTER", 3, minimum=1)  # checks an error lasts before critical
+ALERT_EMAILS = env_list("ALERT_EMAILS", [])  # addresses told of new critical/error alerts
+# Optional; often carries a secret token, so it is never logged or stored.
+ALERT_WEBHOOK_URL = env_url("ALERT_WEBHOOK_URL", schemes=("http", "https")) if env_str("ALERT_WEBHOOK_URL", "") else ""
+require(
+    HEALTH_PUBLISH_INTERVAL <= HEALTH_CHECK_INTERVAL,
+    "HEALTH_PUBLISH_INTERVAL must not exceed HEALTH_CHECK_INTERVAL (the check would read old figures)",
+)
+# The task takes its tick from the interval the beat that sent it runs with.
+CELERY_BEAT_SCHEDULE["health-check"]["kwargs"] = {"interval": HEALTH_CHECK_INTERVAL}
+CELERY_BEAT_SCHEDULE["health-prune"] = {
+    "task": "health.tasks.health_history_prune",
+    "schedule": crontab(hour=3, minute=17),  # daily, UTC
+    "options": {"expires": 3600.0},  # s
+}
+
 # --- Logging and CloudWatch -----------------------------------------------------------
 CLOUDWATCH_LOG_GROUP = env_str("CLOUDWATCH_LOG_GROUP", "") or None
 CLOUDWATCH_TIMEOUT = env_ms("CLOUDWATCH_TIMEOUT", 15000)  # s
 AWS_REGION = env_str("AWS_REGION", "us-east-1")
 AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL", "") or None
+CLOUDWATCH_RETENTION_DAYS = env_int("CLOUDWATCH_RETENTION_DAYS", 30)  # days; 0 leaves the group's policy alone
+CLOUDWATCH_QUEUE_SIZE = env_int("CLOUDWATCH_QUEUE_SIZE", 10000, minimum=1)  # records held while CloudWatch lags
+CLOUDWATCH_SEND_INTERVAL = env_ms("CLOUDWATCH_SEND_INTERVAL", 5000)  # s, longest a record waits for its batch
+CLOUDWATCH_FLUSH_TIMEOUT = env_ms("CLOUDWATCH_FLUSH_TIMEOUT", 5000, minimum_ms=0)  # s, shutdown waits at most this
+METRICS_NAMESPACE = env_str("METRICS_NAMESPACE", "PaymentOps")  # CloudWatch namespace of EMF metrics
+from config.logs.cloudwatch import RETENTION_DAYS as _RETENTION_DAYS  # noqa: E402
+
+require(
+    CLOUDWATCH_RETENTION_DAYS == 0 or CLOUDWATCH_RETENTION_DAYS in _RETENTION_DAYS,
+    f"CLOUDWATCH_RETENTION_DAYS must be 0 or one of {', '.join(map(str, _RETENTION_DAYS))}",
+)
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json or text
 
@@ -245,15 +289,4 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
-CLOUDWATCH_RETENTION_DAYS = env_int("CLOUDWATCH_RETENTION_DAYS", 30)  # days; 0 leaves the group's policy alone
-CLOUDWATCH_QUEUE_SIZE = env_int("CLOUDWATCH_QUEUE_SIZE", 10000, minimum=1)  # records held while CloudWatch lags
-CLOUDWATCH_SEND_INTERVAL = env_ms("CLOUDWATCH_SEND_INTERVAL", 5000)  # s, longest a record waits for its batch
-CLOUDWATCH_FLUSH_TIMEOUT = env_ms("CLOUDWATCH_FLUSH_TIMEOUT", 5000, minimum_ms=0)  # s, shutdown waits at most this
-METRICS_NAMESPACE = env_str("METRICS_NAMESPACE", "PaymentOps")  # CloudWatch namespace of EMF metrics
-from config.logs.cloudwatch import RETENTION_DAYS as _RETENTION_DAYS  # noqa: E402
-
-require(
-    CLOUDWATCH_RETENTION_DAYS == 0 or CLOUDWATCH_RETENTION_DAYS in _RETENTION_DAYS,
-    f"CLOUDWATCH_RETENTION_DAYS must be 0 or one of {', '.join(map(str, _RETENTION_DAYS))}",
-)
 os.environ.setdefault("PROCESS_ROLE", PROCESS_ROLE)

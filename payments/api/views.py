@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import logging
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from config.errors import error_response
 from payments import selectors, services
+from payments.api.ratelimit import rate_limit_check
 from payments.api.serializers import payment_to_dict, refund_to_dict
 from payments.api.validation import (
     ApiError,
@@ -51,6 +53,11 @@ def api_view(methods: set[str]) -> Callable[[View], View]:
                 return error_response(401, type="authentication_error", code="invalid_api_key",
                                       message="Send a valid API key as 'Authorization: Bearer <key>'.",
                                       headers={"WWW-Authenticate": 'Bearer realm="payments"'})
+            allowed, retry_after = rate_limit_check(key_id=client.prefix)
+            if not allowed:
+                return error_response(429, type="rate_limit_error", code="rate_limited",
+                                      message="Too many requests for this API key; slow down.",
+                                      headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
             try:
                 return view(request, client, *args, **kwargs)
             except ApiError as exc:

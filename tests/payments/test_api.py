@@ -173,3 +173,17 @@ def test_openapi_document_describes_the_contract(client) -> None:
     assert {"/api/v1/payments", "/api/v1/payments/{payment_id}", "/api/v1/payments/{payment_id}/refunds"} <= set(doc["paths"])
     assert set(doc["components"]["schemas"]["Payment"]["properties"]["status"]["enum"]) == {
         "pending", "processing", "requires_action", "succeeded", "failed", "unknown", "refunded", "partially_refunded"}
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(gateway, settings) -> None:
+    settings.API_RATE_LIMIT = 1
+    settings.API_RATE_BURST = 3
+    _, key = make_client()
+    _, other = make_client()
+    codes = [Api(key).get("/api/v1/payments").status_code for _ in range(5)]
+    assert codes[:3] == [200, 200, 200]
+    assert codes[3:] == [429, 429]
+    limited = Api(key).get("/api/v1/payments")
+    assert limited.json()["error"]["type"] == "rate_limit_error"
+    assert int(limited["Retry-After"]) >= 1
+    assert Api(other).get("/api/v1/payments").status_code == 200  # per key, not global

@@ -1,0 +1,59 @@
+"""Per-key rate limiting shared by every process: a token bucket in one Redis script.
+
+When Redis is away the API keeps serving (payments matter more than fairness) and says so
+once per outage in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from django.conf import settings
+
+from config.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1] bucket; ARGV rate (tokens/s), burst, now (ms). Returns {allowed, wait_ms}.
+_BUCKET = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + (math.max(0, now - at) / 1000.0) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, wait}
+"""
+
+_script = None
+_redis_down = False
+
+
+def rate_limit_check(*, key_id: str) -> tuple[bool, float]:
+    """(allowed, retry_after seconds) for one request of this API key."""
+    global _script, _redis_down
+    rate, burst = settings.API_RATE_LIMIT, settings.API_RATE_BURST
+    try:
+        if _script is None:
+            _script = get_redis().register_script(_BUCKET)
+        allowed, wait_ms = _script(keys=[f"payops:ratelimit:{key_id}"], args=[rate, burst, int(time.time() * 1000)])
+    except redis.RedisError:
+        if not _redis_down:
+            logger.warning("rate limiting paused: Redis unreachable", extra={"category": "ratelimit_unavailable"})
+        _redis_down = True
+        return True, 0.0
+    _redis_down = False
+    return bool(allowed), wait_ms / 1000.0
