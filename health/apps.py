@@ -1,6 +1,34 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+from health import fleet
+
+PUBLISHING_ROLES = ("web", "worker")
 
 
 class HealthConfig(AppConfig):
     name = "health"
     verbose_name = "System health"
+
+    def ready(self) -> None:
+        # Web and worker processes publish their pool statistics for the fleet view; the
+        # thread starts with the first request or when the worker is ready, not at import.
+        if settings.PROCESS_ROLE not in PUBLISHING_ROLES or settings.HEALTH_PUBLISH_INTERVAL <= 0:
+            return
+        from celery import signals as celery_signals
+        from django.core.signals import request_started
+
+        request_started.connect(_start_publisher, dispatch_uid="health.fleet.publisher")
+        celery_signals.worker_ready.connect(_start_publisher, dispatch_uid="health.fleet.publisher", weak=False)
+        # Prefork children run the tasks, so they publish their own pools.
+        celery_signals.worker_process_init.connect(_start_publisher, dispatch_uid="health.fleet.publisher.child",
+                                                   weak=False)
+        celery_signals.worker_shutdown.connect(_forget, dispatch_uid="health.fleet.forget", weak=False)
+
+
+def _start_publisher(**kwargs: object) -> None:
+    fleet.ensure_publisher()
+
+
+def _forget(**kwargs: object) -> None:
+    fleet.forget_self()

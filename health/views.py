@@ -1,16 +1,20 @@
-"""Liveness and readiness for load balancers and orchestrators."""
+"""Liveness and readiness for load balancers and orchestrators; the latest health run for ops."""
 
 from __future__ import annotations
 
+import hmac
 import time
 
+from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from psycopg_pool import PoolTimeout
 
+from config.errors import error_response
 from config.redis import get_redis
+from health import selectors, services
 
 READY_DB_WAIT = 2.0  # s; a probe must answer well inside the balancer's own timeout
 
@@ -60,3 +64,29 @@ def ready(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database(), "redis": _redis()}
     ok = all(check.pop("ok") for check in checks.values())
     return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+@never_cache
+@require_GET
+def status(request: HttpRequest) -> JsonResponse:
+    """The latest run: overall status for anyone; components, open alerts and staleness for
+    staff (session) or `Authorization: Bearer <HEALTH_STATUS_TOKEN>`. Reading stale data
+    trips the dead-man's switch (a critical alert)."""
+    authorization = request.headers.get("Authorization", "")
+    if authorization:
+        if not _token_matches(authorization):
+            return error_response(401, type="authentication_error", code="invalid_token",
+                                  message="The bearer token is not valid for /health/status.")
+        detail = True
+    else:
+        detail = bool(getattr(request, "user", None) and request.user.is_active and request.user.is_staff)
+    body, staleness = selectors.health_status(detail=detail)
+    if staleness.stale:
+        services.health_stale_alert(staleness=staleness)
+    return JsonResponse(body)
+
+
+def _token_matches(authorization: str) -> bool:
+    scheme, _, token = authorization.partition(" ")
+    expected = settings.HEALTH_STATUS_TOKEN
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)

@@ -1,0 +1,621 @@
+"""Writes of the health app: pool statistics, health runs, alerts, silences, notifications."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
+
+from config.redis import get_redis
+from health import fleet
+from health.checks import Check, default_checks
+from health.checks.base import STATUS_RANK, Reading
+from health.checks.runner import run_checks
+from health.dbpool import db_failure_counts
+from health.models import (
+    ACTIVE_ALERT_STATUSES,
+    SEVERITY_RANK,
+    Alert,
+    AlertNotification,
+    AlertStatus,
+    ComponentSnapshot,
+    HealthCheckRun,
+    NotificationEvent,
+    Severity,
+    Silence,
+)
+from health.rules import Finding, findings_for
+from health.selectors import Staleness, health_staleness, silences_active
+
+logger = logging.getLogger(__name__)
+
+HYSTERESIS_CHECKS = 2  # consecutive checks a condition must be absent before its alert clears
+REOPEN_WINDOW = timedelta(hours=1)  # a condition back within this reopens its resolved alert
+PRUNE_BATCH = 5000  # rows per DELETE, so pruning never holds long locks
+WEBHOOK_TIMEOUT = 10.0  # s
+TICK_KEY = "payops:health:tick:{}"
+
+DB_COUNTERS = ("requests_num", "requests_queued", "requests_wait_ms", "requests_errors", "usage_ms",
+               "connections_num", "connections_errors", "connections_lost", "returns_bad")
+HTTP_COUNTERS = ("acquisitions", "wait_ms_total", "pool_full", "requests", "errors", "connections_opened")
+LOG_COUNTERS = ("sent", "dropped", "errors", "failed")
+
+
+class AlertNotActive(ValidationError):
+    pass
+
+
+class NotificationFailed(Exception):
+    pass
+
+
+# --- Pool statistics -----------------------------------------------------------------------
+def pool_stats_collect() -> dict[str, Any]:
+    """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
+    from payments.gateway.pools import http_pool_stats
+
+    now = time.time()
+    db = _db_pool_figures()
+    failures = db_failure_counts()
+    http = http_pool_stats()
+    logs = _logging_stats()
+    counters: dict[str, float] = {f"dbfail.{key}": value for key, value in failures.items()}
+    if db is not None:
+        counters.update({f"db.{key}": db[key] for key in DB_COUNTERS})
+    for pool in http:
+        counters.update({f"http.{pool['client']}|{pool['host']}.{key}": pool[key] for key in HTTP_COUNTERS})
+    if logs is not None:
+        counters.update({f"log.{key}": logs.get(key) or 0 for key in LOG_COUNTERS})
+    recent = fleet.history.recent(now, counters, fleet.delta_window())
+
+    def section(prefix: str) -> dict[str, float]:
+        return {key[len(prefix):]: value for key, value in recent.items() if key.startswith(prefix)}
+
+    if db is not None:
+        db["recent"] = section("db.")
+    for pool in http:
+        pool["recent"] = section(f"http.{pool['client']}|{pool['host']}.")
+    if logs is not None:
+        logs["recent"] = section("log.")
+    return {
+        "process": fleet.process_id(),
+        "host": settings.HOSTNAME,
+        "pid": os.getpid(),
+        "role": settings.PROCESS_ROLE,
+        "at": now,
+        "window_s": fleet.delta_window(),
+        "db": db,
+        "db_failures": {"total": failures, "recent": section("dbfail.")},
+        "http": http,
+        "logging": logs,
+    }
+
+
+def pool_stats_publish() -> dict[str, Any]:
+    """Collects this process's figures and publishes them to Redis for the fleet view."""
+    doc = pool_stats_collect()
+    fleet.write(doc)
+    return doc
+
+
+def _db_pool_figures() -> dict[str, Any] | None:
+    pool = connections["default"].pool
+    if pool is None:
+        return None
+    # get_stats(), never pop_stats(): popping resets the counters for every other reader.
+    stats = pool.get_stats()
+    size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+    figures: dict[str, Any] = {
+        "name": pool.name,
+        "open": not pool.closed,
+        "min": stats.get("pool_min", 0),
+        "max": stats.get("pool_max", 0),
+        "size": size,
+        "idle": idle,
+        "in_use": max(0, size - idle),
+        "waiting": stats.get("requests_waiting", 0),
+    }
+    figures.update({key: stats.get(key, 0) for key in DB_COUNTERS})
+    return figures
+
+
+def _logging_stats() -> dict[str, Any] | None:
+    try:
+        from config.logs.cloudwatch import handler_stats
+    except ImportError:
+        return None
+    stats = handler_stats()
+    return dict(stats) if stats is not None else None
+
+
+# --- Health runs ---------------------------------------------------------------------------
+def health_check_run(*, now: datetime | None = None, interval: int | None = None,
+                     checks: Sequence[Check] | None = None) -> HealthCheckRun | None:
+    """Measures every component once for the tick `now` falls in, stores the run, its snapshots
+    and the alert changes in one transaction; None when that tick already has its run."""
+    interval = interval or settings.HEALTH_CHECK_INTERVAL
+    started_at = now or timezone.now()
+    tick = datetime.fromtimestamp(started_at.timestamp() // interval * interval, tz=started_at.tzinfo)
+    if not _tick_claim(tick, interval):
+        logger.info("health tick %s already taken", tick.isoformat(), extra={"category": "health_tick_skipped"})
+        return None
+    clock = time.perf_counter()
+    readings = run_checks(default_checks() if checks is None else checks)
+    impact = _impact(readings)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                run = HealthCheckRun.objects.create(
+                    tick=tick, started_at=started_at, finished_at=timezone.now(),
+                    duration_ms=round((time.perf_counter() - clock) * 1000, 2),
+                    status=_overall(readings), ran_on=fleet.process_id(),
+                )
+        except IntegrityError:
+            # Redis was away and another worker ran this tick too; PostgreSQL kept one.
+            logger.info("health tick %s already stored", tick.isoformat(), extra={"category": "health_tick_skipped"})
+            return None
+        ComponentSnapshot.objects.bulk_create(
+            [_snapshot(run, name, reading) for name, reading in readings.items()]
+        )
+        _alerts_apply(readings=readings, seen_at=started_at, impact=impact)
+        _stale_alert_clear(seen_at=started_at)
+    logger.info(
+        "health run %s: %s in %.0f ms", tick.isoformat(), run.status, run.duration_ms,
+        extra={"category": "health_run", "status": run.status, "duration_ms": run.duration_ms,
+               "components": {name: r.status for name, r in readings.items()}},
+    )
+    _emit_metrics(readings, run)
+    return run
+
+
+def _tick_claim(tick: datetime, interval: int) -> bool:
+    """First claimant of a tick wins (two beats, a redelivery); with Redis away, everyone
+    proceeds and the unique tick in PostgreSQL keeps one run."""
+    try:
+        return bool(get_redis().set(TICK_KEY.format(int(tick.timestamp())), fleet.process_id(),
+                                    nx=True, ex=max(3, 3 * interval)))
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("health tick lock unavailable (%s); relying on the database", exc.__class__.__name__,
+                       extra={"category": "health_tick_lock_unavailable"})
+        return True
+
+
+def _overall(readings: dict[str, Reading]) -> str:
+    worst = max((STATUS_RANK.get(r.status, 2) for r in readings.values()), default=0)
+    return {rank: status for status, rank in STATUS_RANK.items()}[worst]
+
+
+def _snapshot(run: HealthCheckRun, name: str, reading: Reading) -> ComponentSnapshot:
+    figures = reading.figures
+
+    def number(key: str) -> Any:
+        value = figures.get(key)
+        return value if isinstance(value, (int, float)) else None
+
+    return ComponentSnapshot(
+        run=run, checked_at=run.started_at, component=name, status=reading.status,
+        message=reading.message[:300], utilisation_pct=number("utilisation_pct"), in_use=number("in_use"),
+        maximum=number("max"), waiting=number("waiting"), latency_ms=number("latency_ms"),
+        errors=number("errors"), figures=figures,
+    )
+
+
+def _impact(readings: dict[str, Reading]) -> dict[str, Any] | None:
+    payments = readings.get("payments")
+    return payments.figures.get("in_flight") if payments is not None else None
+
+
+def _alerts_apply(*, readings: dict[str, Reading], seen_at: datetime, impact: dict[str, Any] | None) -> None:
+    active = {(a.component, a.condition): a
+              for a in Alert.objects.select_for_update().filter(status__in=ACTIVE_ALERT_STATUSES)}
+    findings: list[Finding] = []
+    for name, reading in readings.items():
+        findings.extend(findings_for(name, reading, active=active))
+    findings = _escalate_when_payments_fail(findings)
+    present = set()
+    for finding in findings:
+        present.add((finding.component, finding.condition))
+        alert_raise(component=finding.component, condition=finding.condition, severity=finding.severity,
+                    message=finding.message, seen_at=seen_at, impact=impact)
+    for key, alert in active.items():
+        reading = readings.get(alert.component)
+        # Only what this run observed can be absent: a component it did not check, or one
+        # that was down (its pools unmeasured), keeps its other alerts as they are.
+        if key in present or reading is None or reading.status == "down":
+            continue
+        alert.absent_checks += 1
+        alert.streak = 0
+        alert.save(update_fields=["absent_checks", "streak", "updated_at"])
+        if alert.absent_checks >= HYSTERESIS_CHECKS:
+            alert_resolve(alert=alert, note=f"absent for {alert.absent_checks} consecutive checks", now=seen_at)
+
+
+def _escalate_when_payments_fail(findings: list[Finding]) -> list[Finding]:
+    """A gateway error while payments sit unsettled past their age limit stops payments: critical."""
+    if not any(f.component == "payments" and f.condition == "unknown_overdue" for f in findings):
+        return findings
+    return [
+        Finding(f.component, f.condition, Severity.CRITICAL, f.message + " (payments are failing)")
+        if f.component == "gateway" and f.severity == Severity.ERROR else f
+        for f in findings
+    ]
+
+
+def _emit_metrics(readings: dict[str, Reading], run: HealthCheckRun) -> None:
+    try:
+        from config.logs.emf import emit_metrics
+    except ImportError:
+        return
+    try:
+        for name, reading in readings.items():
+            f = reading.figures
+            emit_metrics(None, {"component": name}, {
+                "HealthStatus": (STATUS_RANK.get(reading.status, 2), "None"),
+                "Utilisation": (f.get("utilisation_pct"), "Percent"),
+                "InUse": (f.get("in_use"), "Count"),
+                "Waiting": (f.get("waiting"), "Count"),
+                "LatencyMs": (f.get("latency_ms"), "Milliseconds"),
+                "Errors": (f.get("errors"), "Count"),
+            })
+        emit_metrics(None, {"component": "health"}, {"RunDurationMs": (run.duration_ms, "Milliseconds")})
+    except Exception:  # noqa: BLE001 - metrics are a by-product; the run is stored
+        logger.exception("health metrics not emitted", extra={"category": "metrics_error"})
+
+
+def health_history_prune(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> dict[str, int]:
+    """Deletes snapshots and runs older than HEALTH_RETENTION_DAYS, `batch` rows per statement."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.HEALTH_RETENTION_DAYS)
+    deleted = {"snapshots": 0, "runs": 0}
+    for model, key, field in ((ComponentSnapshot, "snapshots", "checked_at"), (HealthCheckRun, "runs", "tick")):
+        while True:
+            ids = model.objects.filter(**{f"{field}__lt": cutoff}).order_by(field).values("pk")[:batch]
+            count, _ = model.objects.filter(pk__in=ids).delete()
+            deleted[key] += count
+            if count < batch:
+                break
+    logger.info("health history pruned: %s snapshots, %s runs", deleted["snapshots"], deleted["runs"],
+                extra={"category": "health_pruned", **deleted})
+    return deleted
+
+
+# --- Alerts ----------------------------------------------------------------------------------
+@transaction.atomic
+def alert_raise(*, component: str, condition: str, severity: str, message: str,
+                seen_at: datetime | None = None, impact: dict[str, Any] | None = None) -> Alert:
+    """Opens the alert for component/condition, reopens it if it cleared recently, or bumps the
+    active one; severity rises or falls in place, and an error that lasts beyond
+    ALERT_ESCALATE_AFTER checks becomes critical."""
+    now = seen_at or timezone.now()
+    alert = _active_alert(component, condition)
+    change = "seen"
+    if alert is None:
+        alert = (Alert.objects.select_for_update()
+                 .filter(component=component, condition=condition, status=AlertStatus.RESOLVED,
+                         resolved_at__gte=now - REOPEN_WINDOW)
+                 .order_by("-resolved_at").first())
+        if alert is not None:
+            change = "reopened"
+            alert.status = AlertStatus.OPEN
+            alert.reopened += 1
+            alert.resolved_at = alert.resolved_by = alert.acknowledged_at = alert.acknowledged_by = None
+            alert.resolution_note = alert.acknowledgement_note = ""
+            alert.occurrences += 1
+            alert.streak = 1
+        else:
+            created = _alert_create(component=component, condition=condition, severity=severity,
+                                    message=message, now=now)
+            if created is None:  # another process opened it a moment ago
+                return alert_raise(component=component, condition=condition, severity=severity,
+                                   message=message, seen_at=seen_at, impact=impact)
+            alert, change = created, "raised"
+    else:
+        alert.occurrences += 1
+        alert.streak += 1
+    alert.absent_checks = 0
+    alert.last_seen = max(alert.last_seen, now)
+    alert.message = message[:500]
+    if severity == Severity.ERROR and alert.streak > settings.ALERT_ESCALATE_AFTER:
+        severity = Severity.CRITICAL
+        alert.message = f"{message} (for {alert.streak} checks)"[:500]
+    previous = alert.severity
+    alert.severity, alert.severity_rank = severity, SEVERITY_RANK[severity]
+    if alert.status == AlertStatus.ACKNOWLEDGED and alert.severity_rank > SEVERITY_RANK[previous]:
+        alert.status = AlertStatus.OPEN  # worse than what was acknowledged: it needs eyes again
+    _impact_record(alert, impact)
+    alert.save()
+    _alert_log(alert, change, previous=previous)
+    _notify_if_due(alert, now=now)
+    return alert
+
+
+def _active_alert(component: str, condition: str) -> Alert | None:
+    return (Alert.objects.select_for_update()
+            .filter(component=component, condition=condition, status__in=ACTIVE_ALERT_STATUSES).first())
+
+
+def _alert_create(*, component: str, condition: str, severity: str, message: str, now: datetime) -> Alert | None:
+    try:
+        with transaction.atomic():
+            return Alert.objects.create(
+                component=component, condition=condition, severity=severity, severity_rank=SEVERITY_RANK[severity],
+                message=message[:500], first_seen=now, last_seen=now,
+            )
+    except IntegrityError:
+        return None
+
+
+def _impact_record(alert: Alert, impact: dict[str, Any] | None) -> None:
+    if not impact:
+        return
+    alert.payments_in_flight = max(alert.payments_in_flight or 0, int(impact.get("count") or 0))
+    amounts = dict(alert.amount_affected or {})
+    for currency, amount in (impact.get("amounts") or {}).items():
+        amounts[currency] = max(int(amounts.get(currency, 0)), int(amount or 0))
+    alert.amount_affected = amounts
+
+
+def _alert_log(alert: Alert, change: str, *, previous: str) -> None:
+    extra = {"alert_id": alert.pk, "component": alert.component, "condition": alert.condition,
+             "severity": alert.severity, "status": alert.status, "occurrences": alert.occurrences}
+    if change in ("raised", "reopened"):
+        logger.warning("alert %s %s/%s: %s", change, alert.component, alert.condition, alert.message,
+                       extra={"category": "alert_raised", "reopened": change == "reopened", **extra})
+    elif previous != alert.severity:
+        logger.warning("alert %s/%s is now %s (was %s)", alert.component, alert.condition, alert.severity, previous,
+                       extra={"category": "alert_severity_changed", "previous_severity": previous, **extra})
+    else:
+        logger.debug("alert %s/%s seen again", alert.component, alert.condition,
+                     extra={"category": "alert_seen", **extra})
+
+
+def _silenced(alert: Alert, now: datetime) -> bool:
+    return any(s.matches(component=alert.component, condition=alert.condition) for s in silences_active(now=now))
+
+
+def _notify_if_due(alert: Alert, *, now: datetime) -> None:
+    """New error/critical alerts, and rises to a severity not yet told, are notified once each."""
+    if alert.severity_rank < SEVERITY_RANK[Severity.ERROR] or alert.severity_rank <= alert.notified_rank:
+        return
+    if _silenced(alert, now):
+        return
+    event = NotificationEvent.RAISED if alert.notified_rank == 0 else NotificationEvent.ESCALATED
+    alert.notified_rank = alert.severity_rank
+    alert.save(update_fields=["notified_rank", "updated_at"])
+    _notification_queue(alert, event)
+
+
+def _notification_queue(alert: Alert, event: str) -> None:
+    from health.tasks import alert_notify
+
+    notification = AlertNotification.objects.create(alert=alert, event=event, severity=alert.severity)
+    # After commit, so the task finds the row and the check never waits for a mail server.
+    alert_notify.delay_on_commit(notification.pk)
+
+
+@transaction.atomic
+def alert_acknowledge(*, alert: Alert, by: AbstractBaseUser, note: str = "") -> Alert:
+    """Ops have seen it: open -> acknowledged, with who, when and why."""
+    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    if not alert.is_active:
+        raise AlertNotActive("A resolved alert cannot be acknowledged.")
+    alert.status = AlertStatus.ACKNOWLEDGED
+    alert.acknowledged_by = by
+    alert.acknowledged_at = timezone.now()
+    alert.acknowledgement_note = note
+    alert.save(update_fields=["status", "acknowledged_by", "acknowledged_at", "acknowledgement_note", "updated_at"])
+    logger.info("alert acknowledged %s/%s by %s", alert.component, alert.condition, by.get_username(),
+                extra={"category": "alert_acknowledged", "alert_id": alert.pk, "by": by.get_username()})
+    return alert
+
+
+@transaction.atomic
+def alert_resolve(*, alert: Alert, by: AbstractBaseUser | None = None, note: str = "",
+                  now: datetime | None = None) -> Alert:
+    """Closes the alert; a resolution is notified wherever its raising was."""
+    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    if not alert.is_active:
+        return alert
+    alert.status = AlertStatus.RESOLVED
+    alert.resolved_at = now or timezone.now()
+    alert.resolved_by = by
+    alert.resolution_note = note
+    alert.streak = 0
+    notified = alert.notified_rank >= SEVERITY_RANK[Severity.ERROR]
+    alert.notified_rank = 0
+    alert.save()
+    logger.info(
+        "alert resolved %s/%s: %s", alert.component, alert.condition, note or "by hand",
+        extra={"category": "alert_resolved", "alert_id": alert.pk, "component": alert.component,
+               "condition": alert.condition, "severity": alert.severity,
+               "by": by.get_username() if by is not None else None},
+    )
+    if notified:
+        _notification_queue(alert, NotificationEvent.RESOLVED)
+    return alert
+
+
+def alert_silence(*, by: AbstractBaseUser, reason: str, ends_at: datetime, component: str = "",
+                  condition: str = "", starts_at: datetime | None = None) -> Silence:
+    """Mutes notifications for a component and/or condition during a window; alerts are still recorded."""
+    starts_at = starts_at or timezone.now()
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the alerts are silenced."})
+    if not (component or condition):
+        raise ValidationError("Name a component, a condition, or both.")
+    if ends_at <= starts_at:
+        raise ValidationError({"ends_at": "The silence must end after it starts."})
+    silence = Silence.objects.create(component=component, condition=condition, starts_at=starts_at,
+                                     ends_at=ends_at, reason=reason.strip(), created_by=by)
+    logger.info("alerts silenced %s/%s until %s by %s", component or "*", condition or "*", ends_at.isoformat(),
+                by.get_username(), extra={"category": "alert_silenced", "silence_id": silence.pk,
+                                          "by": by.get_username(), "reason": silence.reason})
+    return silence
+
+
+def alert_silence_end(*, silence: Silence, by: AbstractBaseUser) -> Silence:
+    now = timezone.now()
+    if silence.ends_at > now:
+        silence.ends_at = max(now, silence.starts_at + timedelta(microseconds=1))
+        silence.save(update_fields=["ends_at"])
+        logger.info("silence %s ended by %s", silence.pk, by.get_username(),
+                    extra={"category": "alert_silence_ended", "silence_id": silence.pk})
+    return silence
+
+
+def alert_from_breaker_transition(*, old: str, new: str, snapshot: Any) -> None:
+    """Called by the gateway breaker on each transition: opened -> error alert
+    gateway/circuit_open, closed -> resolved. Done in a thread of its own with its own
+    connection and transaction, so the payment that tripped the breaker never waits for it
+    and its rollback cannot take the alert with it."""
+    if new == "open":
+        severity, message = breaker_open_finding(snapshot)
+
+        def work() -> None:
+            alert_raise(component="gateway", condition="circuit_open", severity=severity, message=message,
+                        impact=_in_flight())
+    elif new == "closed":
+        def work() -> None:
+            alert = Alert.objects.filter(component="gateway", condition="circuit_open",
+                                         status__in=ACTIVE_ALERT_STATUSES).first()
+            if alert is not None:
+                alert_resolve(alert=alert, note=f"circuit breaker closed (was {old})")
+    else:
+        return
+    threading.Thread(target=_in_own_connection, args=(work,), name="health-breaker-alert", daemon=True).start()
+
+
+def breaker_open_finding(snapshot: Any) -> tuple[str, str]:
+    """Severity and message of an open breaker; an open forced by ops is only a warning."""
+    if snapshot.forced:
+        return Severity.WARNING, f"circuit breaker forced open by {snapshot.forced.get('by')}: " \
+                                 f"{snapshot.forced.get('reason')}"
+    return Severity.ERROR, (f"circuit breaker open: {snapshot.failures} of {snapshot.calls} calls failed; "
+                            f"next try in {snapshot.retry_after:.0f} s")
+
+
+def _in_own_connection(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:  # noqa: BLE001
+        logger.exception("breaker alert not recorded", extra={"category": "alert_error"})
+    finally:
+        connections.close_all()
+
+
+def _in_flight() -> dict[str, Any] | None:
+    try:
+        from payments.selectors import payment_in_flight_summary
+
+        return payment_in_flight_summary()
+    except Exception:  # noqa: BLE001 - the alert matters more than its figures
+        return None
+
+
+# --- The dead-man's switch -------------------------------------------------------------------
+def health_stale_alert(*, staleness: Staleness) -> Alert | None:
+    """Raises the critical health/stale alert when runs stopped, at most once per interval."""
+    if not staleness.stale or staleness.last_run_at is None:
+        return None
+    now = timezone.now()
+    recent = Alert.objects.filter(component="health", condition="stale", status__in=ACTIVE_ALERT_STATUSES,
+                                  last_seen__gte=now - timedelta(seconds=settings.HEALTH_CHECK_INTERVAL))
+    if recent.exists():
+        return None
+    return alert_raise(
+        component="health", condition="stale", severity=Severity.CRITICAL, seen_at=now,
+        message=f"no health check for {staleness.age_seconds:.0f} s (limit {staleness.limit_seconds:.0f} s): "
+                "is beat or every worker down?",
+    )
+
+
+def _stale_alert_clear(*, seen_at: datetime) -> None:
+    # A run is the proof the switch waits for: no hysteresis.
+    for alert in Alert.objects.filter(component="health", condition="stale", status__in=ACTIVE_ALERT_STATUSES):
+        alert_resolve(alert=alert, note="health checks run again", now=seen_at)
+
+
+# --- Notifications ----------------------------------------------------------------------------
+def alert_notification_send(*, notification_id: int) -> AlertNotification | None:
+    """Sends one notification by e-mail (ALERT_EMAILS) and webhook (ALERT_WEBHOOK_URL); a channel
+    already sent is never sent again, so a retried task repeats only what failed."""
+    notification = AlertNotification.objects.select_related("alert").filter(pk=notification_id).first()
+    if notification is None:
+        return None
+    alert = notification.alert
+    errors = []
+    if settings.ALERT_EMAILS and notification.email_sent_at is None:
+        try:
+            subject, body = _email_text(notification)
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, settings.ALERT_EMAILS, fail_silently=False)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"email: {exc.__class__.__name__}")
+        else:
+            notification.email_sent_at = timezone.now()
+    if settings.ALERT_WEBHOOK_URL and notification.webhook_sent_at is None:
+        try:
+            from payments.gateway.outbound import get_outbound
+
+            response = get_outbound().post(settings.ALERT_WEBHOOK_URL, json=_webhook_body(notification),
+                                           timeout=WEBHOOK_TIMEOUT)
+            if not 200 <= response.status_code < 300:
+                raise NotificationFailed(f"answered {response.status_code}")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"webhook: {exc.__class__.__name__} {exc if isinstance(exc, NotificationFailed) else ''}")
+        else:
+            notification.webhook_sent_at = timezone.now()
+    notification.attempts += 1
+    notification.last_error = "; ".join(e.strip() for e in errors)[:300]
+    notification.save(update_fields=["email_sent_at", "webhook_sent_at", "attempts", "last_error"])
+    extra = {"alert_id": alert.pk, "notification_id": notification.pk, "event": notification.event,
+             "severity": notification.severity}
+    if errors:
+        logger.warning("alert notification failed: %s", notification.last_error,
+                       extra={"category": "alert_notify_failed", **extra})
+        raise NotificationFailed(notification.last_error)
+    logger.info("alert notification sent: %s %s/%s", notification.event, alert.component, alert.condition,
+                extra={"category": "alert_notified", **extra})
+    return notification
+
+
+def _email_text(notification: AlertNotification) -> tuple[str, str]:
+    alert = notification.alert
+    subject = f"[payops] {notification.severity.upper()} {alert.component}/{alert.condition} {notification.event}"
+    lines = [
+        alert.message, "",
+        f"Status: {alert.status}", f"Severity: {notification.severity}",
+        f"First seen: {alert.first_seen.isoformat()}", f"Last seen: {alert.last_seen.isoformat()}",
+        f"Occurrences: {alert.occurrences}",
+    ]
+    if alert.payments_in_flight is not None:
+        lines.append(f"Payments in flight: {alert.payments_in_flight} {alert.amount_affected}")
+    if alert.resolved_at:
+        lines.append(f"Resolved: {alert.resolved_at.isoformat()} {alert.resolution_note}")
+    return subject, "\n".join(lines)
+
+
+def _webhook_body(notification: AlertNotification) -> dict[str, Any]:
+    alert = notification.alert
+    return {
+        "service": "payops",
+        "event": notification.event,
+        "notification_id": notification.pk,
+        "alert": {
+            "id": alert.pk, "component": alert.component, "condition": alert.condition,
+            "severity": notification.severity, "status": alert.status, "message": alert.message,
+            "first_seen": alert.first_seen.isoformat(), "last_seen": alert.last_seen.isoformat(),
+            "occurrences": alert.occurrences, "payments_in_flight": alert.payments_in_flight,
+            "amount_affected": alert.amount_affected,
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        },
+    }
