@@ -203,9 +203,12 @@ def _snapshot(run: HealthCheckRun, name: str, reading: Reading) -> ComponentSnap
         value = figures.get(key)
         return value if isinstance(value, (int, float)) else None
 
+    utilisation = number("utilisation_pct")
+    if utilisation is None:
+        utilisation = max((v for v in reading.utilisation.values() if v is not None), default=None)
     return ComponentSnapshot(
         run=run, checked_at=run.started_at, component=name, status=reading.status,
-        message=reading.message[:300], utilisation_pct=number("utilisation_pct"), in_use=number("in_use"),
+        message=reading.message[:300], utilisation_pct=utilisation, in_use=number("in_use"),
         maximum=number("max"), waiting=number("waiting"), latency_ms=number("latency_ms"),
         errors=number("errors"), figures=figures,
     )
