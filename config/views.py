@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 
 from config.errors import error_response
@@ -17,6 +18,11 @@ def server_error(request: HttpRequest) -> HttpResponse:
         response = db_failure_response(request, exc)
         if response is not None:
             return response
+        if isinstance(exc, DataError):
+            # Input the database cannot store (a NUL byte, an out-of-range number) that slipped
+            # past validation is still the client's input, not our failure.
+            return error_response(400, type="invalid_request_error", code="invalid_value",
+                                  message="A value in the request cannot be stored.")
     return error_response(500, type="api_error", code="internal_error", message="An internal error occurred.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from payments.api.validation import MAX_AMOUNT
+from payments.api.validation import CURRENCIES, MAX_AMOUNT
 from payments.models import PaymentStatus
 
 _ERROR = {
@@ -65,8 +65,10 @@ def _errors(*codes: int) -> dict:
             for c in codes}
 
 
-_IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 255}}
-_ID = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"}}
+_ID_PATTERN = "^pay_[A-Za-z0-9]{24}$"
+_ID = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": _ID_PATTERN}}
 
 DOCUMENT = {
     "openapi": "3.1.0",
@@ -88,10 +90,12 @@ DOCUMENT = {
                     "required": ["amount", "currency", "payment_method"],
                     "properties": {
                         "amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
-                        "currency": {"type": "string", "minLength": 3, "maxLength": 3},
-                        "payment_method": {"type": "string", "pattern": "^pm_[A-Za-z0-9_]+$"},
-                        "reference": {"type": "string", "maxLength": 255},
-                        "metadata": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 500}},
+                        "currency": {"type": "string", "enum": sorted(CURRENCIES | {c.upper() for c in CURRENCIES})},
+                        "payment_method": {"type": "string", "pattern": "^pm_[A-Za-z0-9_]{1,250}$"},
+                        "reference": {"type": ["string", "null"], "maxLength": 255},
+                        "metadata": {"type": ["object", "null"], "maxProperties": 50,
+                                     "propertyNames": {"minLength": 1, "maxLength": 40},
+                                     "additionalProperties": {"type": "string", "maxLength": 500}},
                     }}}}},
                 "responses": {
                     "201": {"description": "The payment, in a final state",
@@ -105,9 +109,10 @@ DOCUMENT = {
                 "operationId": "listPayments",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"type": "string", "enum": PaymentStatus.values}},
-                    {"name": "reference", "in": "query", "schema": {"type": "string"}},
+                    {"name": "reference", "in": "query",
+                     "schema": {"type": "string", "maxLength": 255, "pattern": "^[^\\x00]*$"}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                    {"name": "starting_after", "in": "query", "schema": {"type": "string"}},
+                    {"name": "starting_after", "in": "query", "schema": {"type": "string", "pattern": _ID_PATTERN}},
                 ],
                 "responses": {
                     "200": {"description": "A page of payments, newest first", "content": {"application/json": {"schema": {
@@ -136,7 +141,7 @@ DOCUMENT = {
                 "parameters": [_ID, _IDEMPOTENCY],
                 "requestBody": {"required": False, "content": {"application/json": {"schema": {
                     "type": "object", "additionalProperties": False,
-                    "properties": {"amount": {"type": "integer", "minimum": 1}}}}}},
+                    "properties": {"amount": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_AMOUNT}}}}}},
                 "responses": {
                     "201": {"description": "The refund",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refund"}}}},

@@ -25,7 +25,8 @@ CURRENCIES = frozenset(
 )
 
 _PM_TOKEN = re.compile(r"^pm_[A-Za-z0-9_]{1,250}$")
-_DIGIT_RUN = re.compile(r"(?:\d[ -]?){12,18}\d")
+# A card number stands alone (no digit right before or after) and starts with 1-9.
+_DIGIT_RUN = re.compile(r"(?<![\d])[1-9](?:[ -]?\d){11,17}(?![\d])")
 
 
 class ApiError(Exception):
@@ -62,18 +63,20 @@ def _depth(value: Any, level: int = 1) -> int:
 
 
 def parse_json_body(*, content_type: str, body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}  # no body at all (a refund of everything): nothing to parse, whatever the type
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.", type="invalid_request_error")
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
-    if not body.strip():
-        return {}
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    if "\\u0000" in body.decode("utf-8", "replace").lower() or "\x00" in json.dumps(data, ensure_ascii=False):
+        raise ApiError(400, "invalid_json", "NUL characters are not allowed in the body.")
     if _depth(data) > MAX_JSON_DEPTH:
         raise ApiError(400, "invalid_json", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
     if contains_card_number(json.dumps(data)):
@@ -130,10 +133,12 @@ def parse_payment(data: dict[str, Any]) -> PaymentRequest:
     if not isinstance(payment_method, str) or not _PM_TOKEN.match(payment_method):
         raise ApiError(400, "invalid_payment_method", "payment_method must be a gateway token such as 'pm_card_visa'.",
                        "payment_method")
-    reference = data.get("reference") or ""
+    reference = data.get("reference")
+    reference = "" if reference is None else reference
     if not isinstance(reference, str) or len(reference) > 255:
         raise ApiError(400, "invalid_reference", "reference must be a string of at most 255 characters.", "reference")
-    metadata = data.get("metadata") or {}
+    metadata = data.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS:
         raise ApiError(400, "invalid_metadata", f"metadata must be an object of at most {MAX_METADATA_KEYS} keys.",
                        "metadata")
@@ -150,6 +155,20 @@ def parse_refund(data: dict[str, Any]) -> int | None:
     if data.get("amount") is None:
         return None
     return _amount(data["amount"])
+
+
+_RESOURCE_ID = re.compile(r"^[a-z]{2,4}_[A-Za-z0-9]{24}$")
+
+
+def is_resource_id(value: str) -> bool:
+    """Our ids' shape; anything else cannot exist, so it needs no database look-up."""
+    return bool(_RESOURCE_ID.match(value))
+
+
+def clean_query_value(name: str, value: str, *, max_length: int = 255) -> str:
+    if len(value) > max_length or "\x00" in value:
+        raise ApiError(400, "invalid_parameter", f"{name} must be at most {max_length} characters, without NUL.", name)
+    return value
 
 
 def parse_idempotency_key(value: str | None) -> str:

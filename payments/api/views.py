@@ -17,6 +17,8 @@ from payments.api.ratelimit import rate_limit_check
 from payments.api.serializers import payment_to_dict, refund_to_dict
 from payments.api.validation import (
     ApiError,
+    clean_query_value,
+    is_resource_id,
     parse_idempotency_key,
     parse_json_body,
     parse_payment,
@@ -139,16 +141,26 @@ def _gateway_retry_after() -> float:
     return max(1.0, breaker.snapshot().retry_after)
 
 
+LIST_PARAMS = frozenset({"status", "reference", "limit", "starting_after"})
+
+
 def _payment_list(request: HttpRequest, client: ApiClient) -> JsonResponse:
-    status = request.GET.get("status") or None
-    if status and status not in PaymentStatus.values:
+    for name in request.GET:
+        if name not in LIST_PARAMS:
+            raise ApiError(400, "parameter_unknown", f"Received unknown parameter: {name}", name)
+    status = request.GET.get("status")
+    if status is not None and status not in PaymentStatus.values:
         raise ApiError(400, "invalid_status", f"status must be one of {', '.join(PaymentStatus.values)}.", "status")
     limit_raw = request.GET.get("limit", "20")
     if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 100:
         raise ApiError(400, "invalid_limit", "limit must be an integer from 1 to 100.", "limit")
+    reference = clean_query_value("reference", request.GET.get("reference", ""))
+    starting_after = request.GET.get("starting_after")
+    if starting_after is not None and not is_resource_id(starting_after):
+        raise ApiError(400, "invalid_parameter", "starting_after must be a payment id.", "starting_after")
     payments, has_more = selectors.payment_list(
-        client=client, status=status, reference=request.GET.get("reference") or None,
-        starting_after=request.GET.get("starting_after") or None, limit=int(limit_raw),
+        client=client, status=status, reference=reference or None, starting_after=starting_after or None,
+        limit=int(limit_raw),
     )
     return JsonResponse({"object": "list", "data": [payment_to_dict(p) for p in payments], "has_more": has_more,
                          "url": "/api/v1/payments"})
@@ -156,7 +168,7 @@ def _payment_list(request: HttpRequest, client: ApiClient) -> JsonResponse:
 
 @api_view({"GET"})
 def payment_detail(request: HttpRequest, client: ApiClient, payment_id: str) -> JsonResponse:
-    payment = selectors.payment_get(client=client, payment_id=payment_id)
+    payment = selectors.payment_get(client=client, payment_id=payment_id) if is_resource_id(payment_id) else None
     if payment is None:
         raise ApiError(404, "resource_missing", f"No such payment: {payment_id}", "id")
     return JsonResponse(payment_to_dict(payment))
@@ -166,7 +178,7 @@ def payment_detail(request: HttpRequest, client: ApiClient, payment_id: str) -> 
 def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) -> JsonResponse:
     data = parse_json_body(content_type=request.content_type or "", body=request.body)
     amount = parse_refund(data)
-    if selectors.payment_get(client=client, payment_id=payment_id) is None:
+    if not is_resource_id(payment_id) or selectors.payment_get(client=client, payment_id=payment_id) is None:
         raise ApiError(404, "resource_missing", f"No such payment: {payment_id}", "id")
 
     def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]

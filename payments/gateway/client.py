@@ -267,7 +267,8 @@ class GatewayClient:
             "idempotency_key": key,
             "gateway_request_id": result.attempts[-1].request_id if result.attempts else None,
         }
-        level = logging.WARNING if category else logging.INFO
+        # Successes at DEBUG: one formatted line per payment is measurable at high rates.
+        level = logging.WARNING if category else logging.DEBUG
         logger.log(level, "gateway %s %s -> %s", method, extra["path"], result.outcome, extra=extra)
 
 
