@@ -7,9 +7,11 @@ shutdown hooks call. This module imports boto3 and watchtower only when CloudWat
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -37,13 +39,14 @@ def make_handler() -> logging.Handler:
     """The CloudWatch handler for this process, or a NullHandler when it cannot be built."""
     global _active, _setup_error
     try:
-        from config.logs.handler import BoundedCloudWatchHandler, logs_client
+        from config.logs.handler import BoundedCloudWatchHandler, LazyClient, logs_client
 
-        client = logs_client(
-            region=settings.AWS_REGION,
-            endpoint_url=settings.AWS_ENDPOINT_URL,
-            timeout=settings.CLOUDWATCH_TIMEOUT,
-        )
+        endpoint = settings.AWS_ENDPOINT_URL
+        if endpoint is not None and urlsplit(endpoint).scheme not in {"http", "https"}:
+            raise ValueError("AWS_ENDPOINT_URL must be an http(s) URL")
+        client = LazyClient(functools.partial(
+            logs_client, region=settings.AWS_REGION, endpoint_url=endpoint, timeout=settings.CLOUDWATCH_TIMEOUT,
+        ))
         handler = BoundedCloudWatchHandler(
             log_group_name=settings.CLOUDWATCH_LOG_GROUP,
             stream_prefix=stream_prefix(host=settings.HOSTNAME, role=settings.PROCESS_ROLE),
@@ -52,6 +55,7 @@ def make_handler() -> logging.Handler:
             max_queue_size=getattr(settings, "CLOUDWATCH_QUEUE_SIZE", 10000),
             send_interval=getattr(settings, "CLOUDWATCH_SEND_INTERVAL", 5.0),
             flush_timeout=getattr(settings, "CLOUDWATCH_FLUSH_TIMEOUT", 5.0),
+            stall_after=settings.CLOUDWATCH_TIMEOUT,
         )
     except Exception as exc:  # logging must never take the service down
         _setup_error = (exc.__class__.__name__, time.time())
@@ -66,8 +70,8 @@ def handler_stats() -> dict[str, Any] | None:
     """Queue and delivery counters of this process's CloudWatch handler; None when CloudWatch is off.
 
     Keys: queued, capacity, sent, dropped, errors, failed, last_error_at, last_success_at
-    (Unix seconds or None), last_error (exception class name), state ("ok", "degraded",
-    or "unavailable" when the handler could not be built).
+    (Unix seconds or None), last_error (exception class name), send_in_flight_s, state
+    ("ok", "degraded", or "unavailable" when the handler could not be built).
     """
     if _active is not None:
         return _active.stats()
@@ -75,7 +79,8 @@ def handler_stats() -> dict[str, Any] | None:
         name, at = _setup_error
         return {
             "queued": 0, "capacity": 0, "sent": 0, "dropped": 0, "errors": 1, "failed": 0,
-            "last_error_at": at, "last_success_at": None, "last_error": name, "state": "unavailable",
+            "last_error_at": at, "last_success_at": None, "last_error": name, "send_in_flight_s": 0.0,
+            "state": "unavailable",
         }
     return None
 

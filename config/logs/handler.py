@@ -1,18 +1,21 @@
 """watchtower's CloudWatch handler, made bounded, counted and unable to block its caller.
 
-watchtower 3.4 queues records per stream and sends them from a thread, which is what we
-want, but its queue is unbounded, it creates the log group inside `__init__` (a network
-call at start-up, up to timeout x retries when CloudWatch is away), it reports failures
-only as `warnings`, and its flush waits 30 s per stream. This subclass keeps watchtower's
-batching thread (`_dequeue_batch`) and replaces the parts around it:
+watchtower 3.4 batches records per stream in a thread of its own, which is what we want,
+and brings the client plumbing (group creation, idempotent calls). But its queue is
+unbounded, it creates the log group inside `__init__` (a network call at start-up, up to
+timeout x retries when CloudWatch is away), it reports failures only as `warnings`, its
+batching loop marks records done before they are sent (so a flush can return with a
+batch still in flight), and its flush waits 30 s per stream. This subclass keeps
+watchtower's construction, group creation and size accounting, and replaces the rest:
 
-- `emit` formats, then `put_nowait`s into a queue of at most `max_queue_size` records;
-  a full queue drops the record and counts it. It never touches the network.
-- log group, retention and stream are set up by the sender thread before its first batch.
-- `_submit_batch` counts what was sent, rejected and failed; a batch that failed for a
-  transient reason (network, throttling, 5xx) goes back into the queue while there is
-  room, and the sender backs off before the next try.
-- `flush` and `close` wait at most `flush_timeout` seconds in all.
+- `emit` formats and `put_nowait`s; when `max_queue_size` records are already pending
+  (queued or in flight) it drops the record and counts it. It never touches the network.
+- the boto3 client, the log group, its retention and the stream are set up by the sender
+  thread, before its first batch.
+- the sender counts what was sent, rejected and failed; a batch that failed for a
+  transient reason (network, credentials, throttling, 5xx) goes back into the queue and
+  the sender backs off before the next try.
+- `flush` and `close` wait at most `flush_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -66,6 +70,29 @@ def logs_client(*, region: str, endpoint_url: str | None, timeout: float) -> Any
     return client
 
 
+class LazyClient:
+    """Builds the client on first use, which is in the sender thread: creating a boto3
+    client resolves credentials, and on a host without them in the environment that is
+    an HTTP call to the instance metadata service, which start-up must not wait for."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._factory()
+        return getattr(self._client, name)
+
+    def reset(self) -> None:
+        """Forgets the client; the next use builds a new one (and resolves credentials again)."""
+        with self._lock:
+            self._client = None
+
+
 def _emf_header(request: Any, **_: Any) -> None:
     request.headers["x-amzn-logs-format"] = "json/emf"
 
@@ -96,8 +123,12 @@ def _rejected(response: dict, count: int) -> int:
 class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
     def __init__(self, *, log_group_name: str, stream_prefix: str, boto3_client: Any,
                  retention_days: int | None = None, max_queue_size: int = 10000,
-                 send_interval: float = 5.0, flush_timeout: float = 5.0, max_batch_count: int = 10000) -> None:
+                 send_interval: float = 5.0, flush_timeout: float = 5.0, max_batch_count: int = 10000,
+                 stall_after: float = 15.0) -> None:
         self.max_queue_size = max_queue_size
+        # A send running longer than this (the client's read timeout) means CloudWatch
+        # hangs: say so before boto3's retries finally give up.
+        self.stall_after = stall_after
         self.flush_timeout = flush_timeout
         self.retention_days = retention_days
         # CloudWatch refuses ':' and '*' in stream names.
@@ -131,13 +162,19 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         self._failures_in_row = 0
         self._group_ready = False
         self._streams_ready: set[str] = set()
+        self._sending_since: float | None = None  # monotonic start of the call in flight
+        self._pause = 0.0  # s the sender waits before retrying a batch that failed
         self._draining = False
         self._wake = threading.Event()  # cuts a backoff short when someone flushes
         self._drain_failed_at: float | None = None
 
     def stats(self) -> dict[str, Any]:
         """Counters since this process started; times are Unix seconds (time.time())."""
+        since = self._sending_since
+        in_flight = time.monotonic() - since if since is not None else 0.0
         with self._lock:
+            degraded = (self._failing or in_flight > self.stall_after
+                        or self._pending >= 0.8 * self.max_queue_size)
             return {
                 "queued": self._pending,
                 "capacity": self.max_queue_size,
@@ -148,7 +185,8 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
                 "last_error_at": self._last_error_at,
                 "last_success_at": self._last_success_at,
                 "last_error": self._last_error,
-                "state": "degraded" if self._failing or self._pending >= 0.8 * self.max_queue_size else "ok",
+                "send_in_flight_s": round(in_flight, 3),
+                "state": "degraded" if degraded else "ok",
             }
 
     # --- the caller's side: never blocks ----------------------------------------------
@@ -227,8 +265,19 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             self._send(sorted(batch, key=itemgetter("timestamp")), log_stream_name, max_retries)
         except Exception as exc:  # the sender thread must outlive any bug or surprise
             self._failure(exc, batch, log_stream_name, transient=False)
+        pause, self._pause = self._pause, 0.0
+        if pause and self._wake.wait(pause):
+            # A flush cut the pause short for one prompt try; the next failure pauses again.
+            self._wake.clear()
 
     def _send(self, events: list, stream: str, max_retries: int) -> None:
+        self._sending_since = time.monotonic()
+        try:
+            self._send_once(events, stream, max_retries)
+        finally:
+            self._sending_since = None
+
+    def _send_once(self, events: list, stream: str, max_retries: int) -> None:
         for _ in range(max_retries):
             try:
                 self._prepare(stream)
@@ -244,6 +293,12 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
                 self._failure(exc, events, stream, transient=_is_transient(exc))
                 return
             except Exception as exc:
+                if isinstance(exc, (NoCredentialsError, CredentialRetrievalError)) and isinstance(
+                        self.cwl_client, LazyClient):
+                    # A client keeps the credentials it was built with, none here: the
+                    # next try builds a new one, so a metadata service that failed once
+                    # does not silence CloudWatch for the life of the process.
+                    self.cwl_client.reset()
                 self._failure(exc, events, stream, transient=_is_transient(exc))
                 return
             rejected = _rejected(response, len(events))
@@ -280,7 +335,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             self._failures_in_row = 0
             dropped = self._dropped
         self._settle(pending=sent + rejected)
-        if recovered:
+        if recovered and not self._draining:
             logger.warning("CloudWatch Logs reachable again; %s records dropped so far", dropped,
                            extra={"category": "cloudwatch_recovered", "dropped": dropped})
 
@@ -302,15 +357,16 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             self._settle(dropped=len(events), pending=len(events))
         else:
             self._settle(failed=len(events), pending=len(events))
-        if started:
+        if started and not self._draining:
             # Once per outage, not per batch: the record goes to stdout at once and to
-            # CloudWatch when it is back.
+            # CloudWatch when it is back. Not while draining: logging.shutdown() holds
+            # this handler's lock then, and the record would wait for it until the drain
+            # timed out.
             logger.warning("CloudWatch Logs unavailable (%s); records stay on stdout, queue up to %s",
                            exc.__class__.__name__, self.max_queue_size,
                            extra={"category": "cloudwatch_unavailable", "error": exc.__class__.__name__})
-        if retry and self._wake.wait(backoff):
-            # A flush cut the pause short for one prompt try; the next failure pauses again.
-            self._wake.clear()
+        if retry:
+            self._pause = backoff
 
     def _settle(self, *, pending: int, dropped: int = 0, failed: int = 0) -> None:
         with self._lock:
@@ -328,7 +384,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         return self._drain(self.FLUSH, timeout)
 
     def flush(self) -> None:
-        self.flush_within(self.flush_timeout)
+        self.flush_within(0.0 if self._recently_stuck() else self.flush_timeout)
 
     def close(self) -> None:
         if self.shutting_down:
@@ -336,12 +392,15 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         # From here a failed batch is dropped, not retried: the process is going away and
         # only what gets through within the bound counts.
         self.shutting_down = True
-        # logging.shutdown() calls flush() and then close(): when that flush already
-        # timed out, the sender is stuck in the same call and waiting again only doubles
-        # the shutdown time.
-        stuck = self._drain_failed_at is not None and time.monotonic() - self._drain_failed_at < self.flush_timeout
-        self._drain(self.END, 0.0 if stuck else self.flush_timeout)
+        self._drain(self.END, 0.0 if self._recently_stuck() else self.flush_timeout)
         logging.Handler.close(self)
+
+    def _recently_stuck(self) -> bool:
+        # A shutdown flushes more than once (Celery's signal, then logging.shutdown()'s
+        # flush and close): when the last flush timed out moments ago the sender is stuck
+        # in the same call, and waiting again would only multiply the shutdown time.
+        failed_at = self._drain_failed_at
+        return failed_at is not None and time.monotonic() - failed_at < self.flush_timeout
 
     def _drain(self, sentinel: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

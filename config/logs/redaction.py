@@ -42,6 +42,11 @@ _PATTERN = re.compile(
     re.IGNORECASE | re.VERBOSE,
 )
 
+# Cheap necessary conditions for any match above: a long digit run, or one of the keywords
+# (lowercased). Most strings fail both, and these scans cost a fifth of the full pattern.
+_MAYBE_CARD = re.compile(r"[0-9][0-9 -]{12,}")
+_MAYBE_KEYWORD = re.compile(r"cv|csc|security|code|sk_|rk_|whsec_|cookie|auth|key|secret|token|passw")
+
 # Keys of `extra` values (dicts, nested too) whose whole value is a credential.
 _SENSITIVE_KEYS = frozenset(
     {
@@ -128,6 +133,8 @@ def _replace(match: re.Match[str]) -> str:
 
 def redact_text(text: str) -> str:
     """The text with every card number, CVV, secret key and credential value masked."""
+    if _MAYBE_KEYWORD.search(text.lower()) is None and _MAYBE_CARD.search(text) is None:
+        return text
     return _PATTERN.sub(_replace, text)
 
 

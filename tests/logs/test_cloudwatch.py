@@ -134,3 +134,33 @@ print("PID", os.getpid(), file=sys.stderr)
     printed = json_lines(result.stdout)
     assert [r["message"] for r in printed] == [
         "read timeout after send", "transport noise never goes to CloudWatch", "metrics PaymentsUnknown"]
+
+
+def test_credentials_are_resolved_by_the_sender_not_at_start_up(cloudwatch, blackhole, moto_endpoint: str,
+                                                                log_group: str, monkeypatch, tmp_path) -> None:
+    # No credentials anywhere: boto3 would ask the instance metadata service, here a
+    # socket that never answers.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{blackhole.port}/")
+    started = time.monotonic()
+    handler = cloudwatch(endpoint=moto_endpoint, group=log_group)
+    assert time.monotonic() - started < 0.5
+    assert blackhole.accepted == 0
+    isolated_logger("nocreds", handler).info("cannot be signed")
+    deadline = time.monotonic() + 15
+    while handler.stats()["errors"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = handler.stats()
+    assert blackhole.accepted >= 1  # the sender asked the metadata service
+    assert stats["last_error"] == "NoCredentialsError" and stats["state"] == "degraded"
+    assert stats["queued"] == 1  # kept for when credentials appear
+    # Credentials appear (a role attached, the metadata service back): the next try gets them.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    assert handler.flush_within(5.0)
+    assert handler.stats()["sent"] == 1 and handler.stats()["state"] == "ok"
+    (messages,) = wait_for_events(moto_endpoint, log_group, 1).values()
+    assert json.loads(messages[0])["message"] == "cannot be signed"
