@@ -39,7 +39,8 @@ def make_handler() -> logging.Handler:
     """The CloudWatch handler for this process, or a NullHandler when it cannot be built."""
     global _active, _setup_error
     try:
-        from config.logs.handler import BoundedCloudWatchHandler, LazyClient, logs_client
+        from config.logs.client import LazyClient, logs_client
+        from config.logs.handler import BoundedCloudWatchHandler
 
         endpoint = settings.AWS_ENDPOINT_URL
         if endpoint is not None and urlsplit(endpoint).scheme not in {"http", "https"}:

@@ -25,92 +25,25 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-import boto3
 import watchtower
-from botocore.config import Config
-from botocore.exceptions import (
-    ClientError,
-    ConnectionError as BotoConnectionError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-)
+from botocore.exceptions import ClientError, CredentialRetrievalError, NoCredentialsError
+
+from config.logs.client import LazyClient, is_transient
 
 logger = logging.getLogger(__name__)
 
 # CloudWatch's limit is 256 KiB per event including 26 bytes of overhead.
 MAX_EVENT_BYTES = 256 * 1024 - 26
-_TRANSIENT = (HTTPClientError, BotoConnectionError, NoCredentialsError, CredentialRetrievalError)
-_TRANSIENT_CODES = frozenset(
-    {"ThrottlingException", "ServiceUnavailableException", "InternalFailure", "RequestTimeout",
-     "RequestTimeoutException", "LimitExceededException"}
-)
 _MAX_BACKOFF = 30.0  # s between tries while CloudWatch keeps failing
-
-
-def logs_client(*, region: str, endpoint_url: str | None, timeout: float) -> Any:
-    """A CloudWatch Logs client whose every call is bounded: timeouts and standard retries."""
-    client = boto3.session.Session().client(
-        "logs",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"mode": "standard"},  # 3 attempts with jittered exponential backoff
-            max_pool_connections=2,  # one sender thread per process
-        ),
-    )
-    # CloudWatch extracts EMF metrics without it nowadays; the header makes it explicit.
-    client.meta.events.register("before-sign.cloudwatch-logs.PutLogEvents", _emf_header)
-    return client
-
-
-class LazyClient:
-    """Builds the client on first use, which is in the sender thread: creating a boto3
-    client resolves credentials, and on a host without them in the environment that is
-    an HTTP call to the instance metadata service, which start-up must not wait for."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._factory()
-        return getattr(self._client, name)
-
-    def reset(self) -> None:
-        """Forgets the client; the next use builds a new one (and resolves credentials again)."""
-        with self._lock:
-            self._client = None
-
-
-def _emf_header(request: Any, **_: Any) -> None:
-    request.headers["x-amzn-logs-format"] = "json/emf"
 
 
 def _not_transport(record: logging.LogRecord) -> bool:
     # botocore and urllib3 log about the very calls that ship records; shipping those
     # records would feed the failure back into the queue.
     return not record.name.startswith(("botocore", "urllib3", "boto3"))
-
-
-def _is_transient(exc: Exception) -> bool:
-    if isinstance(exc, _TRANSIENT):
-        return True
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return code in _TRANSIENT_CODES or status >= 500
-    return False
 
 
 def _rejected(response: dict, count: int) -> int:
@@ -137,7 +70,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             log_group_name=log_group_name,
             log_stream_name=self.stream_prefix + "/{process_id}",
             use_queues=True,
-            send_interval=send_interval,  # type: ignore[arg-type]  (watchtower accepts floats)
+            send_interval=send_interval,  # type: ignore[arg-type]  # watchtower takes floats too
             max_batch_count=max_batch_count,
             boto3_client=boto3_client,
             create_log_group=False,  # done by the sender thread, never at start-up
@@ -167,6 +100,11 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         self._draining = False
         self._wake = threading.Event()  # cuts a backoff short when someone flushes
         self._drain_failed_at: float | None = None
+
+    def _at_fork_reinit(self) -> None:
+        super()._at_fork_reinit()  # new lock, and _init_state(): empty queues, zero counters
+        if isinstance(getattr(self, "cwl_client", None), LazyClient):
+            self.cwl_client = self.cwl_client.fresh()
 
     def stats(self) -> dict[str, Any]:
         """Counters since this process started; times are Unix seconds (time.time())."""
@@ -290,7 +228,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
                     self._group_ready = False
                     self._streams_ready.discard(stream)
                     continue
-                self._failure(exc, events, stream, transient=_is_transient(exc))
+                self._failure(exc, events, stream, transient=is_transient(exc))
                 return
             except Exception as exc:
                 if isinstance(exc, (NoCredentialsError, CredentialRetrievalError)) and isinstance(
@@ -299,7 +237,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
                     # next try builds a new one, so a metadata service that failed once
                     # does not silence CloudWatch for the life of the process.
                     self.cwl_client.reset()
-                self._failure(exc, events, stream, transient=_is_transient(exc))
+                self._failure(exc, events, stream, transient=is_transient(exc))
                 return
             rejected = _rejected(response, len(events))
             self._success(len(events) - rejected, rejected)

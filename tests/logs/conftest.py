@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import time
 import uuid
@@ -14,6 +13,7 @@ import requests
 from django.test import override_settings
 
 from config.logs.formatter import JsonFormatter
+from config.logs.handler import BoundedCloudWatchHandler
 from config.logs.redaction import RedactionFilter
 from tests.logs.support import AWS_ENV, BIN, BlackHole, free_port
 
@@ -77,10 +77,10 @@ def cloudwatch(aws_env: None) -> Iterator[Any]:
     """Builds handlers through the real `make_handler` with settings overridden; closes them after."""
     from config.logs import cloudwatch as module
 
-    built: list[logging.Handler] = []
+    built: list[BoundedCloudWatchHandler] = []
     saved = (module._active, module._setup_error)
 
-    def build(*, endpoint: str, group: str, **overrides: Any) -> logging.Handler:
+    def build(*, endpoint: str, group: str, **overrides: Any) -> BoundedCloudWatchHandler:
         values = {
             "CLOUDWATCH_LOG_GROUP": group,
             "AWS_ENDPOINT_URL": endpoint,
@@ -95,6 +95,7 @@ def cloudwatch(aws_env: None) -> Iterator[Any]:
 
         with override_settings(**values):
             handler = make_handler()
+        assert isinstance(handler, BoundedCloudWatchHandler)
         handler.setFormatter(JsonFormatter(role=values["PROCESS_ROLE"]))
         handler.addFilter(RedactionFilter())
         built.append(handler)

@@ -98,7 +98,7 @@ def wait_for_events(endpoint: str, group: str, count: int, timeout: float = 10.0
         time.sleep(0.05)
 
 
-def run_django(code: str, *, timeout: float = 60.0, **env: str) -> subprocess.CompletedProcess:
+def run_django(code: str, env: dict[str, str] | None = None, **more_env: str) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh Python process with the test settings set up (real LOGGING)."""
     full_env = dict(os.environ)
     full_env.update(AWS_ENV)
@@ -109,10 +109,11 @@ def run_django(code: str, *, timeout: float = 60.0, **env: str) -> subprocess.Co
             "PYTHONUNBUFFERED": "1",
         }
     )
-    full_env.update(env)
+    full_env.update(env or {})
+    full_env.update(more_env)
     script = "import django\ndjango.setup()\n" + code
     return subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", script], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
     )
 
 

@@ -114,6 +114,9 @@ log_event(logger, "payment_unknown_outcome", "read timeout after send", level=lo
           payment_id="pay_e2e", attempt=1, idempotency_key="pay_e2e-create", duration_ms=10001)
 log_event(logger, "gateway_5xx", "not shipped: below LOG_LEVEL")
 logging.getLogger("botocore.test").error("transport noise never goes to CloudWatch")
+# a library's record, secrets and all: the filter is on the handlers, not on our loggers
+logging.getLogger("django.request").warning("Bad Request: %s", {
+    "HTTP_AUTHORIZATION": "Bearer sk_live_51HxYzAbCdEf", "card": "4242 4242 4242 4242", "cvc": "123"})
 emit_metrics(None, {"role": "worker"}, {"PaymentsUnknown": (1, "Count")})
 print("PID", os.getpid(), file=sys.stderr)
 """
@@ -127,13 +130,15 @@ print("PID", os.getpid(), file=sys.stderr)
     streams = wait_for_events(moto_endpoint, log_group, 2)
     assert list(streams) == [stream]
     shipped = [json.loads(m) for m in streams[stream]]
-    assert [r.get("category") for r in shipped] == ["payment_unknown_outcome", "metrics"]
+    assert [r.get("category") for r in shipped] == ["payment_unknown_outcome", None, "metrics"]
     assert shipped[0]["role"] == "worker" and shipped[0]["payment_id"] == "pay_e2e"
-    assert shipped[1]["PaymentsUnknown"] == 1  # metrics pass a quieter LOG_LEVEL
+    assert shipped[1]["logger"] == "django.request"
+    assert shipped[2]["PaymentsUnknown"] == 1  # metrics pass a quieter LOG_LEVEL
     # stdout carries the same records, plus what CloudWatch never gets
     printed = json_lines(result.stdout)
-    assert [r["message"] for r in printed] == [
-        "read timeout after send", "transport noise never goes to CloudWatch", "metrics PaymentsUnknown"]
+    assert [r["logger"] for r in printed] == ["payments.gateway", "botocore.test", "django.request", "payops.metrics"]
+    assert find_secrets(result.stdout) == [] and find_secrets("\n".join(streams[stream])) == []
+    assert "************4242" in printed[2]["message"]
 
 
 def test_credentials_are_resolved_by_the_sender_not_at_start_up(cloudwatch, blackhole, moto_endpoint: str,
@@ -164,3 +169,16 @@ def test_credentials_are_resolved_by_the_sender_not_at_start_up(cloudwatch, blac
     assert handler.stats()["sent"] == 1 and handler.stats()["state"] == "ok"
     (messages,) = wait_for_events(moto_endpoint, log_group, 1).values()
     assert json.loads(messages[0])["message"] == "cannot be signed"
+
+
+def test_a_forked_child_starts_with_its_own_queue_counters_and_client(moto_endpoint: str, log_group: str,
+                                                                      cloudwatch) -> None:
+    handler = cloudwatch(endpoint=moto_endpoint, group=log_group)
+    isolated_logger("fork", handler).info("parent record")
+    assert handler.flush_within(5.0) and handler.stats()["sent"] == 1
+    parent_client = handler.cwl_client
+    handler._at_fork_reinit()  # what logging runs in the child after os.fork()
+    assert handler.stats()["sent"] == 0 and handler.queues == {}
+    assert handler.cwl_client is not parent_client and handler.cwl_client._client is None
+    isolated_logger("fork-child", handler).info("child record")
+    assert handler.flush_within(5.0) and handler.stats()["sent"] == 1

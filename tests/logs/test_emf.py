@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 from django.test import override_settings
@@ -43,7 +44,7 @@ def assert_valid_emf(event: dict) -> None:
 
 
 @pytest.fixture
-def metrics_stream() -> io.StringIO:
+def metrics_stream() -> Iterator[io.StringIO]:
     """The metrics logger's records, formatted as the service formats them, during one test."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -14,6 +14,7 @@ import pytest
 from config.logs.emf import METRICS_LOGGER, emit_metrics
 from config.logs.events import log_event
 from config.logs.formatter import JsonFormatter
+from config.logs.handler import BoundedCloudWatchHandler
 from config.logs.redaction import RedactionFilter
 from tests.logs.support import isolated_logger, json_lines, run_django
 
@@ -37,7 +38,7 @@ def _stdout_handler() -> logging.Handler:
     return handler
 
 
-def _compare(normal: logging.Handler, degraded: logging.Handler,
+def _compare(normal: BoundedCloudWatchHandler, degraded: BoundedCloudWatchHandler,
              capsys: pytest.CaptureFixture[str]) -> tuple[float, float, list[dict]]:
     """Median request latency logging through CloudWatch healthy and degraded, interleaved
     request by request so that whatever else loads the machine weighs on both alike."""

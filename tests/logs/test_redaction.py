@@ -150,7 +150,7 @@ def test_deeply_nested_or_cyclic_values_do_not_break_logging() -> None:
     assert redact_value(cyclic)["self"]["self"]["self"]["self"]["self"]["self"] == REDACTED
 
 
-def _logged(*args: object, exc: BaseException | None = None, **kwargs: object) -> dict:
+def _logged(*args: object, exc: BaseException | None = None, extra: dict | None = None) -> dict:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
@@ -160,9 +160,9 @@ def _logged(*args: object, exc: BaseException | None = None, **kwargs: object) -
         try:
             raise exc
         except type(exc):
-            logger.exception(*args, **kwargs)
+            logger.exception(*args, extra=extra)
     else:
-        logger.info(*args, **kwargs)
+        logger.info(*args, extra=extra)
     return json.loads(stream.getvalue())
 
 

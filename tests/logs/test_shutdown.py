@@ -27,7 +27,7 @@ for i in range(50):
     log_event(logger, "payment_unknown_outcome", "outcome unknown", level=logging.WARNING, payment_id="pay_%d" % i)
 print("PID", os.getpid(), file=sys.stderr)
 """
-    result = run_django(code, CLOUDWATCH_LOG_GROUP=log_group, AWS_ENDPOINT_URL=moto_endpoint, **NEVER)
+    result = run_django(code, NEVER, CLOUDWATCH_LOG_GROUP=log_group, AWS_ENDPOINT_URL=moto_endpoint)
     assert result.returncode == 0, result.stderr
     pid = result.stderr.split("PID ")[1].split()[0]
     streams = wait_for_events(moto_endpoint, log_group, 50, timeout=5)
