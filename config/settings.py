@@ -20,7 +20,9 @@ from config.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-read_dotenv(BASE_DIR)
+# Tests and tools that must see only their own environment turn the .env file off.
+if env_bool("DJANGO_READ_DOTENV", True):
+    read_dotenv(BASE_DIR)
 
 # --- Core -----------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)

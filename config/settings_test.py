@@ -6,6 +6,7 @@ Values already in the environment win, so a run can point at other services.
 import os
 
 _TEST_ENV = {
+    "DJANGO_READ_DOTENV": "false",  # a developer's .env must not change what the suite tests
     "DJANGO_DEBUG": "true",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/payops",
     "REDIS_URL": "redis://127.0.0.1:6379/1",

@@ -15,7 +15,7 @@ PROD_SECRET = "k3y-" + "x9Zq!pL2#vB7$wN4%" * 4
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DB_", "PAYMENT_", "HTTP_", "ALERT_"))}
-    base.update({"DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONPATH": str(ROOT)})
+    base.update({"DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONPATH": str(ROOT), "DJANGO_READ_DOTENV": "false"})
     base.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
