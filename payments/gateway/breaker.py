@@ -10,10 +10,26 @@ prober that dies does not wedge the circuit. The probe's success closes the circ
 empty window; its failure opens it again.
 
 The state machine runs inside one Lua script (``breaker_lua.py``, EVALSHA through
-``register_script``), so that every check-and-change is atomic across processes, costs one
-round-trip, and reports each transition to exactly one caller, which logs it and calls
-``on_transition``. The script reads Redis server time; the ``clock`` given to the breaker
-drives only the in-process fallback and the timer for trying Redis again.
+``register_script``), so that every check-and-change is atomic across processes and reports
+each transition to exactly one caller, which logs it and calls ``on_transition``. The script
+reads Redis server time; the ``clock`` given to the breaker drives only the in-process
+timers (the fallback breaker, the refresh of the cached state, trying Redis again).
+
+A closed circuit costs no round-trip per call. Each process keeps the shared state it last
+heard for ``sync_interval`` (0.25 s): while that was "closed, not forced", ``before_call``
+answers from memory, and ``record`` counts outcomes locally (calls and failures per window
+bucket, in Redis time). One EVALSHA sends the counts and refreshes the state at most every
+``sync_interval`` per process, made by whichever calling thread finds it due while the
+others carry on (no background thread); at once when a failure would bring the known rate
+(the window last heard plus the counts not yet sent) to the threshold with the minimum
+calls met. Anything else goes to Redis on every call, as the fleet-wide rules need it: an
+open or half-open circuit (the single probe is taken in Redis), a forced state, a probe's
+outcome, ``snapshot`` (which sends the pending counts first), force, clear and reset. So an
+opened or forced circuit is seen by every busy process within ``sync_interval`` (plus the
+round-trip of a refresh already in flight, at most another ``sync_interval``), and a rate
+crossed by several processes' outcomes opens the circuit within about ``sync_interval``.
+Outcomes of a process that stops calling are sent with its next call or snapshot.
+``sync_interval=0`` goes to Redis on every call and every outcome, as before.
 
 When Redis cannot be reached, each process falls back to its own in-memory breaker with the
 same rules, says so once, tries Redis again at most every ``REDIS_RETRY_SECONDS``, and says
@@ -84,6 +100,7 @@ class BreakerConfig:
     slow_call_seconds: float = 8.0  # a success slower than this counts as a failure
     open_seconds: float = 30.0  # fail fast this long before the half-open probe
     probe_lease_seconds: float = 15.0  # a probe not reported by then is forfeit
+    sync_interval: float = 0.25  # s a closed state heard from Redis is trusted (0: never)
 
     def __post_init__(self) -> None:
         if not self.name or not set(self.name) <= _NAME_CHARS:
@@ -94,6 +111,8 @@ class BreakerConfig:
             raise ValueError("BreakerConfig.minimum_calls and window_seconds must be >= 1")
         if min(self.slow_call_seconds, self.open_seconds, self.probe_lease_seconds) <= 0:
             raise ValueError("BreakerConfig durations must be positive")
+        if not 0 <= self.sync_interval <= 5:
+            raise ValueError("BreakerConfig.sync_interval must be in [0, 5] seconds")
 
 
 @dataclass(frozen=True)
@@ -170,6 +189,12 @@ class _Reply:
 
     @classmethod
     def parse(cls, raw: list[Any]) -> _Reply:
+        if len(raw) == 3:  # the short form: allowed, closed, not forced, nothing changed
+            return cls(
+                ok=True, probe=False, retry_ms=0, state="closed", calls=int(raw[0]),
+                failures=int(raw[1]), opened_at_ms=-1, t_old="", t_new="", t_reason="",
+                forced=None, now_ms=int(raw[2]), deny="",
+            )
         f_state, f_reason, f_by, f_until = (_text(v) for v in raw[10:14])
         return cls(
             ok=bool(raw[0]),
@@ -291,21 +316,37 @@ class _LocalBreaker:
                         self._set("open", now, "probe_failed")
                         reason = "probe_failed"
             elif code != "i":
-                bucket = self._buckets.setdefault(now // self._bucket_ms, [0, 0])
-                bucket[0] += 1
-                bucket[1] += code == "f"
-                calls, failures = self._window(now)
-                threshold = self._config.failure_rate_threshold
-                if (
-                    self._state == "closed"
-                    and calls >= self._config.minimum_calls
-                    and failures >= threshold * calls
-                ):
-                    self._set("open", now, "failure_rate")
-                    reason = "failure_rate"
+                calls, failures, reason = self._count(now, 1, int(code == "f"))
             return self._reply(
                 now, old, reason, retry_ms=self._retry_ms(now), calls=calls, failures=failures
             )
+
+    def merge(self, calls: int, failures: int) -> _Reply:
+        """Count outcomes meant for Redis that could not be sent (plain calls, not probes)."""
+        with self._lock:
+            now = int(self._clock() * 1000)
+            old = self._state
+            window_calls, window_failures, reason = self._count(now, calls, failures)
+            return self._reply(
+                now, old, reason, retry_ms=self._retry_ms(now), calls=window_calls,
+                failures=window_failures,
+            )
+
+    def _count(self, now: int, calls: int, failures: int) -> tuple[int, int, str]:
+        """Add outcomes to the current bucket; open on the rate. Under ``_lock``."""
+        bucket = self._buckets.setdefault(now // self._bucket_ms, [0, 0])
+        bucket[0] += calls
+        bucket[1] += failures
+        calls, failures = self._window(now)
+        threshold = self._config.failure_rate_threshold
+        if (
+            self._state == "closed"
+            and calls >= self._config.minimum_calls
+            and failures >= threshold * calls
+        ):
+            self._set("open", now, "failure_rate")
+            return calls, failures, "failure_rate"
+        return calls, failures, ""
 
     def _retry_ms(self, now: int) -> int:
         if self._state == "open":
@@ -332,6 +373,20 @@ class _LocalBreaker:
             return self._reply(now, old, "reset", calls=0, failures=0)
 
 
+@dataclass(frozen=True)
+class _Heard:
+    """The shared state as this process last heard it from Redis."""
+
+    free: bool  # closed and not forced: a call may pass on this alone while it is fresh
+    calls: int  # the shared window then (-1: not measured)
+    failures: int
+    at: float  # the breaker's clock when heard
+    now_ms: int  # Redis time of that answer, so that an older answer never wins
+
+
+_FREE_PERMIT = Permit(probe=False, shared=True)
+
+
 class CircuitBreaker:
     """A circuit breaker whose state every process shares through Redis (see module doc)."""
 
@@ -348,18 +403,27 @@ class CircuitBreaker:
         self._on_transition = on_transition
         self._clock = clock
         self._keys = breaker_keys(config.name)
-        bucket_ms, n_buckets = _bucketing(config)
-        self._args = (
+        self._bucket_ms, n_buckets = _bucketing(config)
+        # Sent with every script call as one argument (cheap to pack).
+        self._conf = " ".join(str(v) for v in (
             repr(float(config.failure_rate_threshold)),
             config.minimum_calls,
-            bucket_ms,
+            self._bucket_ms,
             n_buckets,
             int(config.open_seconds * 1000),
             max(1, int(config.probe_lease_seconds * 1000)),
             STATE_TTL_SECONDS * 1000,
-        )
+        ))
+        self._interval = config.sync_interval
         self._local = _LocalBreaker(config, clock)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # script loading, the Redis up/down flag
+        self._sync_lock = threading.Lock()  # one periodic refresh at a time
+        self._pending_lock = threading.Lock()  # the counts below and the heard state
+        self._pending: dict[int, list[int]] = {}  # bucket (Redis time) -> [calls, failures]
+        self._pending_calls = 0
+        self._pending_failures = 0
+        self._heard: _Heard | None = None
+        self._offset_ms = 0  # Redis time minus this breaker's clock, as last heard
         self._script: Any = None
         self._down = False  # Redis failed and has not answered since
         self._next_attempt = 0.0
@@ -370,17 +434,21 @@ class CircuitBreaker:
 
     def before_call(self) -> Permit:
         """A permit for one call, or ``CircuitOpenError`` (fail fast: make no call)."""
-        token = f"{self._token_prefix}:{next(self._tokens)}"
-        raw = self._eval("acquire", token)
-        shared = raw is not None
-        reply = _Reply.parse(raw) if shared else self._local.acquire(token)
-        self._report(reply, shared=shared)
-        if reply.ok:
-            return Permit(probe=reply.probe, shared=shared, token=token if reply.probe else "")
-        reason = reply.deny
-        if reply.forced is not None:
-            reason = f"forced by {reply.forced['by']}: {reply.forced['reason']}"
-        raise CircuitOpenError(reply.retry_ms / 1000, reply.state, reason, self.config.name)
+        heard = self._heard
+        if heard is not None and heard.free and not self._down:
+            age = self._clock() - heard.at
+            if 0 <= age < self._interval:
+                return _FREE_PERMIT  # closed a moment ago: no round-trip
+            if self._sync_lock.acquire(blocking=False):
+                try:
+                    if self._fresh():  # another thread has just refreshed it
+                        return _FREE_PERMIT
+                    return self._acquire()
+                finally:
+                    self._sync_lock.release()
+            if 0 <= age < 2 * self._interval:
+                return _FREE_PERMIT  # another thread is refreshing it right now
+        return self._acquire()
 
     def record(self, permit: Permit, *, outcome: Outcome, duration: float) -> None:
         """Report how the permitted call went; ``duration`` in seconds."""
@@ -389,19 +457,65 @@ class CircuitBreaker:
             raise ValueError("outcome must be 'success', 'failure' or 'ignored'")
         if code == "s" and duration > self.config.slow_call_seconds:
             code = "f"
-        raw = self._eval("record", code, permit.token) if permit.shared else None
-        if raw is not None:
-            self._report(_Reply.parse(raw), shared=True)
+        if not permit.shared or self._down:
+            # A shared permit whose Redis has gone away since counts locally, as a plain call.
+            self._report(
+                self._local.record(code, "" if permit.shared else permit.token), shared=False
+            )
             return
-        # A shared permit whose Redis has gone away since counts locally, as a plain call.
-        self._report(self._local.record(code, "" if permit.shared else permit.token), shared=False)
+        if permit.probe:  # the probe's outcome decides for the fleet: at once
+            reply = self._shared_call("record", code, permit.token)
+            if reply is not None:
+                self._report(reply, shared=True)
+            else:
+                self._report(self._local.record(code, ""), shared=False)
+            return
+        if code == "i":
+            return
+        failed = int(code == "f")
+        now = self._clock()
+        with self._pending_lock:
+            bucket = (int(now * 1000) + self._offset_ms) // self._bucket_ms
+            cell = self._pending.get(bucket)
+            if cell is None:
+                self._pending[bucket] = [1, failed]
+            else:
+                cell[0] += 1
+                cell[1] += failed
+            self._pending_calls += 1
+            self._pending_failures += failed
+            heard = self._heard
+            due = heard is None or not 0 <= now - heard.at < self._interval
+            # Near the threshold a failure goes out now, so that opening is not delayed.
+            urgent = self._interval == 0 or (
+                failed and heard is not None and not due and heard.free
+                and self._would_open(heard)
+            )
+        if urgent:
+            with self._sync_lock:
+                if self._pending_calls:  # unless another thread has just sent them
+                    self._sync()
+        elif due and self._sync_lock.acquire(blocking=False):
+            try:
+                if not self._fresh():  # unless another thread has just refreshed it
+                    self._sync()
+            finally:
+                self._sync_lock.release()
+
+    def flush(self) -> None:
+        """Send this process's pending outcomes now (and hear the shared state)."""
+        with self._sync_lock:
+            self._sync()
 
     def snapshot(self) -> BreakerSnapshot:
-        """The state as this process sees it now (``shared`` False: its local fallback)."""
-        raw = self._eval("snapshot")
-        if raw is None:
+        """The state as this process sees it now (``shared`` False: its local fallback).
+
+        Sends this process's pending outcomes first, so the window is the fleet's."""
+        reply = self._shared_call("snapshot")
+        if reply is None:
             return self._local.snapshot().snapshot(self.config.name, shared=False)
-        return _Reply.parse(raw).snapshot(self.config.name, shared=True)
+        self._report(reply, shared=True)
+        return reply.snapshot(self.config.name, shared=True)
 
     def force(self, *, state: str, reason: str, until: float | datetime, by: str) -> None:
         """Hold the circuit open or closed for the whole fleet until ``until`` (epoch s)."""
@@ -412,7 +526,7 @@ class CircuitBreaker:
         until_s = until.timestamp() if isinstance(until, datetime) else float(until)
         if until_s <= time.time():  # epoch seconds, not a duration: 300 would be 1970
             raise ValueError("until must be a future epoch time")
-        raw = self._eval("force", state, reason, by, int(until_s * 1000), urgent=True)
+        raw = self._eval("force", "", state, reason, by, int(until_s * 1000), urgent=True)
         if raw is None:
             raise SharedStateUnavailable(f"Redis unavailable: {self.config.name!r} not forced")
         if _text(raw[0]) == "until_in_past":
@@ -424,30 +538,112 @@ class CircuitBreaker:
             extra={"category": "circuit_forced", "breaker": self.config.name, "state": state,
                    "reason": reason, "by": by, "until": until_s},
         )
-        self._report(_Reply.parse(raw), shared=True)
+        reply = _Reply.parse(raw)
+        self._hear(reply)
+        self._report(reply, shared=True)
 
     def clear_force(self, *, by: str) -> None:
         """End a forced state; the breaker's own state applies again."""
-        raw = self._eval("clear", urgent=True)
-        if raw is None:
+        reply = self._shared_call("clear", outcomes=False, urgent=True)
+        if reply is None:
             raise SharedStateUnavailable(f"Redis unavailable: {self.config.name!r} unchanged")
         logger.warning(
             "circuit %s force cleared by %s", self.config.name, by,
             extra={"category": "circuit_force_cleared", "breaker": self.config.name, "by": by},
         )
-        self._report(_Reply.parse(raw), shared=True)
+        self._report(reply, shared=True)
 
     def reset(self) -> None:
         """Back to closed with an empty window, shared and local; ends any forced state."""
+        self._take_pending()  # forgotten, like the window they were meant for
         self._report(self._local.reset(), shared=False)
-        raw = self._eval("reset", urgent=True)
-        if raw is not None:
-            self._report(_Reply.parse(raw), shared=True)
+        reply = self._shared_call("reset", outcomes=False, urgent=True)
+        if reply is not None:
+            self._report(reply, shared=True)
+
+    # -- the shared state: cached, batched ------------------------------------------------
+
+    def _acquire(self) -> Permit:
+        token = f"{self._token_prefix}:{next(self._tokens)}"
+        reply = self._shared_call("acquire", token)
+        shared = reply is not None
+        if reply is None:
+            reply = self._local.acquire(token)
+        self._report(reply, shared=shared)
+        if reply.ok:
+            return Permit(probe=reply.probe, shared=shared, token=token if reply.probe else "")
+        reason = reply.deny
+        if reply.forced is not None:
+            reason = f"forced by {reply.forced['by']}: {reply.forced['reason']}"
+        raise CircuitOpenError(reply.retry_ms / 1000, reply.state, reason, self.config.name)
+
+    def _sync(self) -> None:
+        """Send the pending outcomes and hear the state; report what they changed."""
+        reply = self._shared_call("sync")
+        if reply is not None:
+            self._report(reply, shared=True)
+
+    def _fresh(self) -> bool:
+        """Closed and not forced, as heard less than ``sync_interval`` ago."""
+        heard = self._heard
+        return (
+            heard is not None and heard.free and not self._down
+            and 0 <= self._clock() - heard.at < self._interval
+        )
+
+    def _would_open(self, heard: _Heard) -> bool:
+        """Would the window as last heard plus the unsent counts open it? Under the lock."""
+        calls = max(heard.calls, 0) + self._pending_calls
+        failures = max(heard.failures, 0) + self._pending_failures
+        return (
+            calls >= self.config.minimum_calls
+            and failures >= self.config.failure_rate_threshold * calls
+        )
+
+    def _take_pending(self) -> tuple[str, int, int] | None:
+        """The unsent outcomes, as the script's batch argument, and their totals; cleared."""
+        with self._pending_lock:
+            if not self._pending_calls:
+                return None
+            pending, self._pending = self._pending, {}
+            calls, failures = self._pending_calls, self._pending_failures
+            self._pending_calls = self._pending_failures = 0
+        batch = ",".join(f"{bucket}:{c}:{f}" for bucket, (c, f) in pending.items())
+        return batch, calls, failures
+
+    def _shared_call(
+        self, op: str, *args: Any, outcomes: bool = True, urgent: bool = False
+    ) -> _Reply | None:
+        """One script call carrying the pending outcomes; None: use the local breaker."""
+        if self._factory is None:
+            return None  # no shared state at all (nothing is ever pending then)
+        batch = self._take_pending() if outcomes else None
+        raw = self._eval(op, batch[0] if batch else "", *args, urgent=urgent)
+        if raw is None:
+            # The outcomes meant for Redis count in this process's own breaker instead.
+            for lost in (batch, self._take_pending()):
+                if lost is not None:
+                    self._report(self._local.merge(lost[1], lost[2]), shared=False)
+            return None
+        reply = _Reply.parse(raw)
+        self._hear(reply)
+        return reply
+
+    def _hear(self, reply: _Reply) -> None:
+        at = self._clock()
+        with self._pending_lock:
+            if self._heard is not None and reply.now_ms < self._heard.now_ms:
+                return  # a later answer is already in: keep it
+            self._offset_ms = reply.now_ms - int(at * 1000)
+            self._heard = _Heard(
+                free=reply.state == "closed" and reply.forced is None,
+                calls=reply.calls, failures=reply.failures, at=at, now_ms=reply.now_ms,
+            )
 
     # -- Redis and fallback -----------------------------------------------------------
 
     def _eval(self, op: str, *args: Any, urgent: bool = False) -> list[Any] | None:
-        """Run one op of the script; None means: use the local breaker."""
+        """Run one op of the script (args: outcomes batch, then the op's); None: Redis away."""
         if self._factory is None:
             return None
         if self._down and not urgent:
@@ -461,7 +657,7 @@ class CircuitBreaker:
                 with self._lock:
                     if self._script is None:
                         self._script = self._factory().register_script(BREAKER_LUA)
-            raw = self._script(keys=self._keys, args=(op, *self._args, *args))
+            raw = self._script(keys=self._keys, args=(op, self._conf, *args))
         except redis.RedisError as exc:
             # Also READONLY, OOM, BUSY...: whatever Redis says, payments must go on.
             self._mark_down(exc)
@@ -472,6 +668,7 @@ class CircuitBreaker:
 
     def _mark_down(self, exc: Exception) -> None:
         with self._lock:
+            self._heard = None  # nothing heard from Redis may let a call pass now
             if self._down:
                 return
             self._down = True
@@ -482,7 +679,6 @@ class CircuitBreaker:
             extra={"category": "circuit_fallback", "breaker": self.config.name,
                    "error": type(exc).__name__},
         )
-
     def _mark_up(self) -> None:
         with self._lock:
             if not self._down:

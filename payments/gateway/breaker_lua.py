@@ -9,7 +9,7 @@ the four keys of one breaker always share a slot and one script may touch them a
                   TTL one day (longer while forced), refreshed on every change.
 ``win``    hash   the sliding window: ``c<bucket>`` calls and ``f<bucket>`` failures, a
                   bucket being ``floor(now_ms / bucket_ms)``; buckets older than the window
-                  are deleted on every record. TTL two windows, refreshed on every record.
+                  are deleted whenever outcomes are added. TTL two windows, refreshed then.
 ``probe``  string the half-open probe lease: the holder's token, ``SET NX PX lease``.
 ``force``  hash   ``state``, ``reason``, ``by``, ``until`` (ms), ``at`` (ms); expires at
                   ``until`` (PEXPIREAT), so a forgotten override ends by itself.
@@ -18,26 +18,37 @@ Time is Redis server time (``TIME``): every process then agrees on bucket bounda
 on when an open circuit may probe, whatever its own clock says. Calling ``TIME`` before a
 write is allowed because Redis >= 5 replicates a script's effects, not the script.
 
-ARGV: 1 op, 2 failure-rate threshold, 3 minimum calls, 4 bucket ms, 5 buckets per window,
-6 open ms, 7 probe lease ms, 8 state TTL ms, 9.. the op's own arguments:
-  acquire  token                      record  outcome (s|f|i), probe token or ''
-  force    state, reason, by, until ms clear   -            reset  -      snapshot  -
+ARGV, kept short because redis-py packs every argument of every call:
+  1 op
+  2 config, one string: "threshold min_calls bucket_ms n_buckets open_ms lease_ms ttl_ms"
+  3 outcomes to add, one string: "bucket:calls:failures,..." ('' for none). A process
+    counts its calls locally per bucket (its estimate of Redis time) and sends them in a
+    batch; a bucket ahead of the server's is counted in the current one, a bucket already
+    out of the window is dropped. Added outcomes may open the circuit (failure_rate).
+  4.. the op's own arguments:
+    acquire  token          a permit; the half-open probe if there is one to take
+    sync     -              add the outcomes, answer the state (no permit)
+    record   outcome, token the half-open probe's outcome (s|f|i) and its token
+    snapshot -              add the outcomes, answer the state and the window; it reports
+                            only a transition its own outcomes made
+    force    state, reason, by, until ms         clear  -          reset  -
+  force, clear and reset take no outcomes.
 
-Every op but a rejected force answers the same 16-element array (see ``_Reply`` in
-``breaker.py``); a transition is reported in elements 8-10 by the one call that made it.
+Answers: the short form ``{calls, failures, now_ms}`` when all is plain: the call is
+allowed, no probe, the circuit is closed and not forced, and no transition happened.
+Otherwise the 16-element array of ``_Reply`` in ``breaker.py``; a transition is reported in
+elements 8-10 by the one call that made it. A rejected force answers ``{'until_in_past', now}``.
 """
 
 from __future__ import annotations
 
 BREAKER_LUA = r"""
 local op = ARGV[1]
-local threshold = tonumber(ARGV[2])
-local min_calls = tonumber(ARGV[3])
-local bucket_ms = tonumber(ARGV[4])
-local n_buckets = tonumber(ARGV[5])
-local open_ms = tonumber(ARGV[6])
-local lease_ms = tonumber(ARGV[7])
-local ttl_ms = tonumber(ARGV[8])
+local cfg = {}
+for v in string.gmatch(ARGV[2], '%S+') do cfg[#cfg + 1] = tonumber(v) end
+local threshold, min_calls, bucket_ms, n_buckets = cfg[1], cfg[2], cfg[3], cfg[4]
+local open_ms, lease_ms, ttl_ms = cfg[5], cfg[6], cfg[7]
+local batch = ARGV[3]
 local k_state, k_win, k_probe, k_force = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 
 local t = redis.call('TIME')
@@ -80,6 +91,7 @@ end
 
 local function set_state(new, reason)
   state = new
+  why = reason
   if new == 'open' then
     opened_at = now
     redis.call('HSET', k_state, 'state', new, 'opened_at', int(now), 'reason', reason)
@@ -97,7 +109,12 @@ local function reply(ok, probe, retry_ms, eff, reason, calls, fails, deny)
   local t_old, t_new, t_reason = '', '', ''
   if eff ~= reported then
     t_old, t_new, t_reason = reported, eff, reason
-    if calls == nil then calls, fails = window(false) end
+  end
+  if calls == nil and (t_new ~= '' or (eff == 'closed' and not f[1])) then
+    calls, fails = window(false)
+  end
+  if ok == 1 and probe == 0 and eff == 'closed' and not f[1] and t_new == '' then
+    return {calls, fails, now}
   end
   if calls == nil then calls, fails = -1, -1 end
   return {ok, probe, math.max(0, math.floor(retry_ms)), eff, calls, fails, opened_at,
@@ -114,25 +131,53 @@ local function retry_now()
   return 0
 end
 
+-- Add a process's batch of outcomes; answers the window after it, or nil if none counted.
+local reason = 'force_expired'
+local function add_outcomes()
+  if batch == '' then return nil, nil end
+  local cur = math.floor(now / bucket_ms)
+  local oldest = cur - n_buckets + 1
+  local added = false
+  for b, c, fl in string.gmatch(batch, '(%-?%d+):(%d+):(%d+)') do
+    b, c, fl = math.min(tonumber(b), cur), tonumber(c), tonumber(fl)
+    if b >= oldest and c > 0 then
+      redis.call('HINCRBY', k_win, 'c' .. int(b), c)
+      if fl > 0 then
+        redis.call('HINCRBY', k_win, 'f' .. int(b), fl)
+      end
+      added = true
+    end
+  end
+  if not added then return nil, nil end
+  redis.call('PEXPIRE', k_win, int(2 * n_buckets * bucket_ms))
+  local calls, fails = window(true)
+  if state == 'closed' and not forced and calls >= min_calls and fails >= threshold * calls then
+    set_state('open', 'failure_rate')
+    reason = 'failure_rate'
+  end
+  return calls, fails
+end
+
 if op == 'snapshot' then
-  local calls, fails = window(false)
-  reported = forced or state
-  return reply(1, 0, retry_now(), reported, '', calls, fails)
+  reported = forced or state  -- a snapshot reports only what its own outcomes changed
+  local calls, fails = add_outcomes()
+  if calls == nil then calls, fails = window(false) end
+  return reply(1, 0, retry_now(), forced or state, reason, calls, fails)
 end
 
 if op == 'force' then
-  local until_ms = tonumber(ARGV[12])
+  local until_ms = tonumber(ARGV[7])
   if until_ms <= now then
     return {'until_in_past', now}
   end
   redis.call('DEL', k_force)
-  redis.call('HSET', k_force, 'state', ARGV[9], 'reason', ARGV[10], 'by', ARGV[11],
-             'until', ARGV[12], 'at', int(now))
-  redis.call('PEXPIREAT', k_force, ARGV[12])
-  redis.call('HSET', k_state, 'fstate', ARGV[9])
+  redis.call('HSET', k_force, 'state', ARGV[4], 'reason', ARGV[5], 'by', ARGV[6],
+             'until', ARGV[7], 'at', int(now))
+  redis.call('PEXPIREAT', k_force, ARGV[7])
+  redis.call('HSET', k_state, 'fstate', ARGV[4])
   redis.call('PEXPIRE', k_state, int(math.max(ttl_ms, until_ms - now + ttl_ms)))
-  f = {ARGV[9], ARGV[10], ARGV[11], ARGV[12]}
-  return reply(1, 0, retry_now(), ARGV[9], 'forced')
+  f = {ARGV[4], ARGV[5], ARGV[6], ARGV[7]}
+  return reply(1, 0, retry_now(), ARGV[4], 'forced')
 end
 
 if op == 'clear' then
@@ -149,7 +194,7 @@ if op == 'reset' then
   return reply(1, 0, 0, 'closed', 'reset', 0, 0)
 end
 
--- acquire and record: while forced, obey the force and leave the breaker's own state be.
+-- acquire, sync and record: while forced, obey the force and leave the breaker's own state be.
 if forced then
   if mirror ~= forced then
     redis.call('HSET', k_state, 'fstate', forced)
@@ -159,62 +204,50 @@ elseif mirror then
   -- The force expired on its own since it was last reported: report that now, once.
   redis.call('HDEL', k_state, 'fstate')
 end
-local reason = 'force_expired'
+local calls, fails = add_outcomes()
 
 if op == 'acquire' then
   if forced == 'open' then
-    return reply(0, 0, tonumber(f[4]) - now, 'open', 'forced', nil, nil, 'forced')
+    return reply(0, 0, tonumber(f[4]) - now, 'open', 'forced', calls, fails, 'forced')
   elseif forced then
-    return reply(1, 0, 0, 'closed', 'forced')
+    return reply(1, 0, 0, 'closed', 'forced', calls, fails)
   end
   if state == 'open' then
     local wait = opened_at + open_ms - now
     if wait > 0 then
-      return reply(0, 0, wait, 'open', reason, nil, nil, why)
+      return reply(0, 0, wait, 'open', reason, calls, fails, why)
     end
     set_state('half_open', 'open_timeout')
     reason = 'open_timeout'
   end
   if state == 'half_open' then
-    if redis.call('SET', k_probe, ARGV[9], 'NX', 'PX', int(lease_ms)) then
-      return reply(1, 1, 0, 'half_open', reason)
+    if redis.call('SET', k_probe, ARGV[4], 'NX', 'PX', int(lease_ms)) then
+      return reply(1, 1, 0, 'half_open', reason, calls, fails)
     end
-    return reply(0, 0, redis.call('PTTL', k_probe), 'half_open', reason, nil, nil,
+    return reply(0, 0, redis.call('PTTL', k_probe), 'half_open', reason, calls, fails,
                  'probe_in_flight')
   end
-  return reply(1, 0, 0, 'closed', reason)
+  return reply(1, 0, 0, 'closed', reason, calls, fails)
+end
+
+if op == 'sync' then
+  return reply(1, 0, retry_now(), forced or state, reason, calls, fails)
 end
 
 if op == 'record' then
-  local outcome, token = ARGV[9], ARGV[10]
-  local calls, fails
-  if token ~= '' then
-    -- A probe whose lease ran out is forfeit: its answer no longer decides anything.
-    if redis.call('GET', k_probe) == token then
-      redis.call('DEL', k_probe)
-      if state == 'half_open' and not forced then
-        if outcome == 's' then
-          redis.call('DEL', k_win)
-          set_state('closed', 'probe_succeeded')
-          reason, calls, fails = 'probe_succeeded', 0, 0
-        elseif outcome == 'f' then
-          set_state('open', 'probe_failed')
-          reason = 'probe_failed'
-        end
+  local outcome, token = ARGV[4], ARGV[5]
+  -- A probe whose lease ran out is forfeit: its answer no longer decides anything.
+  if token ~= '' and redis.call('GET', k_probe) == token then
+    redis.call('DEL', k_probe)
+    if state == 'half_open' and not forced then
+      if outcome == 's' then
+        redis.call('DEL', k_win)
+        set_state('closed', 'probe_succeeded')
+        reason, calls, fails = 'probe_succeeded', 0, 0
+      elseif outcome == 'f' then
+        set_state('open', 'probe_failed')
+        reason = 'probe_failed'
       end
-    end
-  elseif outcome ~= 'i' then
-    local b = int(math.floor(now / bucket_ms))
-    redis.call('HINCRBY', k_win, 'c' .. b, 1)
-    if outcome == 'f' then
-      redis.call('HINCRBY', k_win, 'f' .. b, 1)
-    end
-    redis.call('PEXPIRE', k_win, int(2 * n_buckets * bucket_ms))
-    calls, fails = window(true)
-    if state == 'closed' and not forced and calls >= min_calls
-        and fails >= threshold * calls then
-      set_state('open', 'failure_rate')
-      reason = 'failure_rate'
     end
   end
   return reply(1, 0, retry_now(), forced or state, reason, calls, fails)

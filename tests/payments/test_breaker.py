@@ -2,6 +2,13 @@
 
 Every test uses its own breaker name, so that it shares no key with any other test or
 with anyone else's run on the same Redis.
+
+Two modes: ``sync_interval=0`` (EXACT) sends every call and outcome to Redis at once, so a
+test can count calls exactly as they reach the shared window and know which call made a
+transition; the default ``sync_interval`` (CACHED) trusts a closed state heard from Redis
+for that long and sends outcomes in batches, and is what production runs. The counting
+rules hold in both when read through ``snapshot`` (which sends the pending outcomes first);
+the tests under "cached closed state" pin down how late the cached mode may be.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ from payments.gateway.breaker import (
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 LOGGER = "payments.gateway.breaker"
+EXACT = 0.0
+CACHED = BreakerConfig().sync_interval  # the default, 0.25 s
+MARGIN = 0.1  # s: scheduling and round-trips on a busy CI machine
+modes = pytest.mark.parametrize("sync_interval", [EXACT, CACHED], ids=["exact", "cached"])
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -227,8 +238,11 @@ def make(name: str) -> Callable[..., tuple[CircuitBreaker, Any]]:
 # -- opening ---------------------------------------------------------------------------
 
 
-def test_opens_on_failure_rate_only_after_minimum_calls(make) -> None:
-    breaker, rec = make(minimum_calls=10, failure_rate_threshold=0.5, open_seconds=60)
+@modes
+def test_opens_on_failure_rate_only_after_minimum_calls(make, sync_interval) -> None:
+    breaker, rec = make(
+        minimum_calls=10, failure_rate_threshold=0.5, open_seconds=60, sync_interval=sync_interval
+    )
     fail(breaker, 9)
     assert breaker.snapshot().state == "closed"  # 100 % failures, but only 9 calls
     ok(breaker)  # the 10th call, a success: 9 of 10 failed
@@ -239,8 +253,11 @@ def test_opens_on_failure_rate_only_after_minimum_calls(make) -> None:
     assert rec.calls[0][2].calls == 10 and rec.calls[0][2].failure_rate == pytest.approx(0.9)
 
 
-def test_stays_closed_below_threshold_and_opens_at_it(make) -> None:
-    breaker, _ = make(minimum_calls=10, failure_rate_threshold=0.5, open_seconds=60)
+@modes
+def test_stays_closed_below_threshold_and_opens_at_it(make, sync_interval) -> None:
+    breaker, _ = make(
+        minimum_calls=10, failure_rate_threshold=0.5, open_seconds=60, sync_interval=sync_interval
+    )
     for _ in range(6):
         ok(breaker)
     fail(breaker, 4)  # 4 of 10
@@ -250,8 +267,11 @@ def test_stays_closed_below_threshold_and_opens_at_it(make) -> None:
     assert breaker.snapshot().state == "open"
 
 
-def test_slow_success_counts_as_failure(make) -> None:
-    breaker, _ = make(minimum_calls=4, slow_call_seconds=1.0, open_seconds=60)
+@modes
+def test_slow_success_counts_as_failure(make, sync_interval) -> None:
+    breaker, _ = make(
+        minimum_calls=4, slow_call_seconds=1.0, open_seconds=60, sync_interval=sync_interval
+    )
     for _ in range(4):
         ok(breaker, "success", duration=0.9)
     assert breaker.snapshot().failures == 0
@@ -261,8 +281,9 @@ def test_slow_success_counts_as_failure(make) -> None:
     assert (snap.state, snap.calls, snap.failures) == ("open", 8, 4)
 
 
-def test_ignored_outcomes_do_not_count(make) -> None:
-    breaker, _ = make(minimum_calls=5, open_seconds=60)
+@modes
+def test_ignored_outcomes_do_not_count(make, sync_interval) -> None:
+    breaker, _ = make(minimum_calls=5, open_seconds=60, sync_interval=sync_interval)
     for _ in range(20):
         ok(breaker, "ignored", duration=30.0)  # declines, even slow ones, are not failures
     assert breaker.snapshot().calls == 0
@@ -274,8 +295,11 @@ def test_ignored_outcomes_do_not_count(make) -> None:
     assert breaker.snapshot().state == "open"
 
 
-def test_window_slides(make) -> None:
-    breaker, _ = make(minimum_calls=4, window_seconds=1, open_seconds=60)
+@modes
+def test_window_slides(make, sync_interval) -> None:
+    breaker, _ = make(
+        minimum_calls=4, window_seconds=1, open_seconds=60, sync_interval=sync_interval
+    )
     fail(breaker, 3)
     time.sleep(1.1)  # those three fall out of the one-second window
     fail(breaker, 1)
@@ -416,14 +440,16 @@ def test_crashed_prober_loses_its_lease(make) -> None:
 
 def _record_failures(name: str, n: int) -> None:
     breaker = CircuitBreaker(
-        BreakerConfig(name=name, minimum_calls=5, open_seconds=60),
+        BreakerConfig(name=name, minimum_calls=5, open_seconds=60, sync_interval=EXACT),
         redis_factory=breaker_redis_factory(REDIS_URL),
     )
     fail(breaker, n)
 
 
 def test_processes_share_state(make, name) -> None:
-    breaker, rec = make(minimum_calls=5, open_seconds=60)
+    # EXACT: each outcome is in Redis when record returns, so the other process's 4th
+    # failure is the call that opens the circuit, and that process reports it.
+    breaker, rec = make(minimum_calls=5, open_seconds=60, sync_interval=EXACT)
     ok(breaker)  # this process: one success; the other: four failures, 4 of 5
     proc = multiprocessing.get_context("spawn").Process(target=_record_failures, args=(name, 4))
     proc.start()
@@ -436,10 +462,14 @@ def test_processes_share_state(make, name) -> None:
     assert rec.pairs == []  # the other process made the transition, so it reported it
 
 
-def test_each_transition_reported_once_under_contention(make, caplog) -> None:
+@modes
+def test_each_transition_reported_once_under_contention(make, caplog, sync_interval) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     rec = Recorder()
-    breakers = [make(recorder=rec, minimum_calls=20, open_seconds=60)[0] for _ in range(3)]
+    breakers = [
+        make(recorder=rec, minimum_calls=20, open_seconds=60, sync_interval=sync_interval)[0]
+        for _ in range(3)
+    ]
 
     def hammer(i: int) -> None:
         breaker = breakers[i % 3]
@@ -449,6 +479,8 @@ def test_each_transition_reported_once_under_contention(make, caplog) -> None:
 
     with ThreadPoolExecutor(12) as pool:
         list(pool.map(hammer, range(12)))
+    for breaker in breakers:
+        breaker.flush()  # CACHED: a last few failures may still be unsent; changes nothing
     assert rec.pairs == [("closed", "open")]
     assert category_count(caplog, "circuit_open") == 1
     record = next(r for r in caplog.records if getattr(r, "category", "") == "circuit_open")
@@ -474,6 +506,197 @@ def test_every_key_expires(make, rds) -> None:
     breaker.force(state="closed", reason="drill", until=time.time() + 60, by="ops")
     ttls = {key: rds.pttl(key) for key in breaker_keys(breaker.config.name)}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
+
+
+# -- cached closed state (the default sync_interval) ----------------------------------
+
+
+def test_closed_hot_path_goes_to_redis_once_per_sync_interval(make) -> None:
+    factory, built = counting_factory(REDIS_URL)
+    breaker, rec = make(factory=factory, minimum_calls=5)
+    ok(breaker)  # hears "closed"
+    before = built[0].attempts
+    stop = time.monotonic() + 1.0
+    done = [0] * 8
+
+    def hammer(i: int) -> None:
+        while time.monotonic() < stop:
+            ok(breaker)
+            done[i] += 1
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(hammer, range(8)))
+    elapsed = time.monotonic() - started
+    made = built[0].attempts - before
+    # One refresh per sync_interval (by whichever thread found it due), not one per call.
+    print(f"{sum(done)} calls from 8 threads in {elapsed:.2f} s: {made} script calls")
+    assert made <= elapsed / CACHED + 3, (made, sum(done))
+    assert sum(done) > 20 * made
+    snap = breaker.snapshot()  # sends what is still pending: every call is counted
+    assert (snap.state, snap.calls, snap.failures) == ("closed", sum(done) + 1, 0)
+    assert rec.pairs == []
+
+
+def test_closed_hot_path_is_fast(make) -> None:
+    breaker, _ = make()
+    for _ in range(50):
+        ok(breaker)
+    samples = []
+    for _ in range(5000):
+        started = time.perf_counter()
+        ok(breaker)
+        samples.append(time.perf_counter() - started)
+    cuts = statistics.quantiles(samples, n=100)
+    p50, p99 = cuts[49] * 1000, cuts[98] * 1000
+    print(f"closed hot path (permit + record) over 5000 calls: p50 {p50:.4f} ms, p99 {p99:.3f} ms")
+    assert p50 < 0.05  # no round-trip: a Redis EVALSHA alone takes longer than that
+    assert p99 < 5.0
+
+
+def test_failure_burst_in_one_process_opens_at_once(make, rds) -> None:
+    """Near the threshold a failure is sent at once, not a sync_interval later."""
+    factory, built = counting_factory(REDIS_URL)
+    breaker, rec = make(factory=factory, minimum_calls=10, open_seconds=60)
+    for _ in range(20):
+        ok(breaker)
+    state_key = breaker_keys(breaker.config.name)[0]
+    for i in range(1, 21):
+        ok(breaker, "failure")
+        if i < 20:  # 19 of 39 by this process's count: still below the threshold
+            assert rec.pairs == [], i
+    # The 20th failure (20 of 40) opened the circuit in Redis, within its own record call.
+    assert rec.pairs == [("closed", "open")]
+    assert rds.hget(state_key, "state") == b"open"
+    assert rec.calls[0][2].calls == 40 and rec.calls[0][2].failures == 20
+    assert built[0].attempts < 20  # not one round-trip per call
+    with pytest.raises(CircuitOpenError):
+        breaker.before_call()
+
+
+def test_other_process_sees_an_opened_circuit_within_sync_interval(make) -> None:
+    rec = Recorder()
+    opener, _ = make(recorder=rec, minimum_calls=5, open_seconds=60)
+    other, _ = make(recorder=rec, minimum_calls=5, open_seconds=60)
+    ok(other)  # hears "closed" now; it may trust that for one sync_interval
+    fail(opener, 5)  # a burst: opens at the 5th failure, reported by the opener
+    opened = time.monotonic()
+    assert rec.pairs == [("closed", "open")]
+    passed = 0
+    while True:
+        try:
+            other.before_call()  # a permit taken and not recorded: nothing counted
+            passed += 1
+        except CircuitOpenError as exc:
+            seen = time.monotonic() - opened
+            assert exc.state == "open" and exc.reason == "failure_rate"
+            break
+        assert time.monotonic() - opened < 2, "never saw the open circuit"
+        time.sleep(0.002)
+    assert seen <= CACHED + MARGIN, seen
+    print(f"seen open after {seen * 1000:.0f} ms, {passed} calls let through meanwhile")
+    assert rec.pairs == [("closed", "open")]  # the other process reports nothing
+
+
+def _open_by_burst(name: str, go: Any, results: Any) -> None:
+    """In a spawned process: a burst of failures, with the default sync_interval."""
+    rec = Recorder()
+    breaker = CircuitBreaker(
+        BreakerConfig(name=name, minimum_calls=5, open_seconds=60),
+        redis_factory=breaker_redis_factory(REDIS_URL), on_transition=rec,
+    )
+    breaker.snapshot()  # connect and load the script first
+    go.wait(timeout=20)
+    fail(breaker, 5)
+    results.put((time.time(), rec.pairs))
+
+
+def test_another_process_sees_an_opened_circuit_within_sync_interval(make, name) -> None:
+    watcher, rec = make(minimum_calls=5, open_seconds=60)
+    ctx = multiprocessing.get_context("spawn")
+    go, results = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_open_by_burst, args=(name, go, results))
+    proc.start()
+    watcher.before_call()  # hears "closed" (its permits are never recorded: nothing counted)
+    stop = threading.Event()
+    seen_at: list[float] = []
+
+    def watch() -> None:  # this process keeps calling, on its cached closed state
+        while not stop.is_set():
+            try:
+                watcher.before_call()
+            except CircuitOpenError:
+                seen_at.append(time.time())
+                return
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    time.sleep(0.5)  # the watcher is in its steady state: a refresh every sync_interval
+    go.set()
+    opened_at, pairs = results.get(timeout=20)
+    thread.join(timeout=5)
+    stop.set()
+    proc.join(timeout=10)
+    assert proc.exitcode == 0
+    assert pairs == [("closed", "open")]  # the burst opened it in the other process, at once
+    assert seen_at, "this process never saw the open circuit"
+    assert seen_at[0] - opened_at <= CACHED + MARGIN, seen_at[0] - opened_at
+    assert rec.pairs == []
+
+
+def test_force_by_another_process_is_seen_within_sync_interval(make) -> None:
+    rec = Recorder()
+    ops, _ = make(recorder=rec)
+    other, _ = make(recorder=rec)
+    ok(other)  # hears "closed"
+    ops.force(state="open", reason="drill", until=time.time() + 60, by="ops")
+    forced = time.monotonic()
+    while True:
+        try:
+            other.before_call()
+        except CircuitOpenError as exc:
+            seen = time.monotonic() - forced
+            assert exc.reason == "forced by ops: drill"
+            break
+        assert time.monotonic() - forced < 2, "never saw the force"
+        time.sleep(0.002)
+    assert seen <= CACHED + MARGIN, seen
+    # While forced, every call asks Redis: clearing it is seen by the very next call.
+    ops.clear_force(by="ops")
+    ok(other)
+    assert rec.pairs == [("closed", "open"), ("open", "closed")]
+
+
+def test_outcomes_pending_when_redis_goes_away_count_locally(make, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    target = redis.Redis.from_url(REDIS_URL).connection_pool.connection_kwargs
+    proxy = TcpProxy((target.get("host", "127.0.0.1"), target.get("port", 6379)))
+    proxy.start()
+    clock = FakeClock()
+    breaker, rec = make(
+        factory=breaker_redis_factory(f"redis://127.0.0.1:{proxy.port}/{target.get('db', 0)}"),
+        clock=clock, minimum_calls=4, open_seconds=60,
+    )
+    try:
+        ok(breaker)  # hears "closed": the next calls pass on that, their outcomes pending
+        fail(breaker, 2)  # 2 of 3 by this process's count: below the minimum, not sent
+        proxy.stop()
+        clock.advance(CACHED)  # due: the next call tries Redis, fails, falls back
+        fail(breaker, 1)
+        snap = breaker.snapshot()
+        # The pending outcomes counted in the local breaker, with the failure that tripped it.
+        assert (snap.shared, snap.state, snap.calls, snap.failures) == (False, "open", 4, 3)
+        assert rec.pairs == [("closed", "open")] and not rec.calls[0][2].shared
+        assert category_count(caplog, "circuit_fallback") == 1
+    finally:
+        proxy.stop()
+
+
+def test_sync_interval_is_validated() -> None:
+    with pytest.raises(ValueError):
+        BreakerConfig(sync_interval=-0.1)
+    assert BreakerConfig().sync_interval == 0.25
 
 
 # -- Redis away ------------------------------------------------------------------------
