@@ -36,7 +36,7 @@ from health.models import (
     Silence,
 )
 from health.rules import Finding, findings_for
-from health.selectors import Staleness, health_staleness, silences_active
+from health.selectors import Staleness, silences_active
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ REOPEN_WINDOW = timedelta(hours=1)  # a condition back within this reopens its r
 PRUNE_BATCH = 5000  # rows per DELETE, so pruning never holds long locks
 WEBHOOK_TIMEOUT = 10.0  # s
 TICK_KEY = "payops:health:tick:{}"
+SELF_COMPONENT = "health"  # alerts about the health checks themselves (the dead-man's switch)
 
 DB_COUNTERS = ("requests_num", "requests_queued", "requests_wait_ms", "requests_errors", "usage_ms",
                "connections_num", "connections_errors", "connections_lost", "returns_bad")
@@ -110,7 +111,7 @@ def pool_stats_publish() -> dict[str, Any]:
 
 
 def _db_pool_figures() -> dict[str, Any] | None:
-    pool = connections["default"].pool
+    pool = _existing_pool()
     if pool is None:
         return None
     # get_stats(), never pop_stats(): popping resets the counters for every other reader.
@@ -128,6 +129,17 @@ def _db_pool_figures() -> dict[str, Any] | None:
     }
     figures.update({key: stats.get(key, 0) for key in DB_COUNTERS})
     return figures
+
+
+def _existing_pool(alias: str = "default") -> Any:
+    """This process's pool for `alias` if something already made it, else None.
+
+    Never `connections[alias].pool`: that property creates the pool, binding it to the
+    connection settings of that moment. A process that has not used the database yet has
+    nothing to report, and a test run, which switches to its test database after start-up
+    (a request at collection time starts this thread), would otherwise keep a pool on the
+    development database for the whole session."""
+    return getattr(type(connections[alias]), "_connection_pools", {}).get(alias)
 
 
 def _logging_stats() -> dict[str, Any] | None:
@@ -153,13 +165,13 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
     clock = time.perf_counter()
     readings = run_checks(default_checks() if checks is None else checks)
     impact = _impact(readings)
+    duration = time.perf_counter() - clock
     with transaction.atomic():
         try:
             with transaction.atomic():
                 run = HealthCheckRun.objects.create(
-                    tick=tick, started_at=started_at, finished_at=timezone.now(),
-                    duration_ms=round((time.perf_counter() - clock) * 1000, 2),
-                    status=_overall(readings), ran_on=fleet.process_id(),
+                    tick=tick, started_at=started_at, finished_at=started_at + timedelta(seconds=duration),
+                    duration_ms=round(duration * 1000, 2), status=_overall(readings), ran_on=fleet.process_id(),
                 )
         except IntegrityError:
             # Redis was away and another worker ran this tick too; PostgreSQL kept one.
@@ -402,8 +414,22 @@ def _notification_queue(alert: Alert, event: str) -> None:
     from health.tasks import alert_notify
 
     notification = AlertNotification.objects.create(alert=alert, event=event, severity=alert.severity)
+    if alert.component == SELF_COMPONENT:
+        # The dead-man's switch trips when the workers may be what stopped: it cannot count on
+        # them to deliver its news, so this process sends it, off the caller's thread.
+        transaction.on_commit(lambda: threading.Thread(
+            target=_in_own_connection, args=(lambda: _notification_send_quietly(notification.pk),),
+            name="health-notify", daemon=True).start())
+        return
     # After commit, so the task finds the row and the check never waits for a mail server.
     alert_notify.delay_on_commit(notification.pk)
+
+
+def _notification_send_quietly(notification_id: int) -> None:
+    try:
+        alert_notification_send(notification_id=notification_id)
+    except NotificationFailed:
+        pass  # logged and recorded on the row; the console shows it
 
 
 @transaction.atomic
@@ -531,12 +557,12 @@ def health_stale_alert(*, staleness: Staleness) -> Alert | None:
     if not staleness.stale or staleness.last_run_at is None:
         return None
     now = timezone.now()
-    recent = Alert.objects.filter(component="health", condition="stale", status__in=ACTIVE_ALERT_STATUSES,
+    recent = Alert.objects.filter(component=SELF_COMPONENT, condition="stale", status__in=ACTIVE_ALERT_STATUSES,
                                   last_seen__gte=now - timedelta(seconds=settings.HEALTH_CHECK_INTERVAL))
     if recent.exists():
         return None
     return alert_raise(
-        component="health", condition="stale", severity=Severity.CRITICAL, seen_at=now,
+        component=SELF_COMPONENT, condition="stale", severity=Severity.CRITICAL, seen_at=now,
         message=f"no health check for {staleness.age_seconds:.0f} s (limit {staleness.limit_seconds:.0f} s): "
                 "is beat or every worker down?",
     )
@@ -544,7 +570,8 @@ def health_stale_alert(*, staleness: Staleness) -> Alert | None:
 
 def _stale_alert_clear(*, seen_at: datetime) -> None:
     # A run is the proof the switch waits for: no hysteresis.
-    for alert in Alert.objects.filter(component="health", condition="stale", status__in=ACTIVE_ALERT_STATUSES):
+    for alert in Alert.objects.filter(component=SELF_COMPONENT, condition="stale",
+                                      status__in=ACTIVE_ALERT_STATUSES):
         alert_resolve(alert=alert, note="health checks run again", now=seen_at)
 
 

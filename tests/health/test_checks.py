@@ -29,6 +29,7 @@ from payments.models import Payment
 from tests.health.conftest import wait_until
 from tests.payments.factories import make_client
 from tests.support.processes import gunicorn
+from tests.support.tcpproxy import _free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,9 +77,9 @@ def test_logging_without_cloudwatch_is_ok_and_says_so(ticker) -> None:
 
 @pytest.mark.slow
 def test_logs_dropped_by_a_process_whose_cloudwatch_is_away_raise_an_error(tmp_path, ticker) -> None:
-    from tests.logs.support import AWS_ENV, free_port
-
-    env = {**AWS_ENV, "CLOUDWATCH_LOG_GROUP": "/payops/health-test", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+    # CloudWatch on, pointed at a port nobody listens on: the handler's small queue overflows.
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "CLOUDWATCH_LOG_GROUP": "/payops/health-test", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
            "CLOUDWATCH_QUEUE_SIZE": "5", "CLOUDWATCH_SEND_INTERVAL": "200", "CLOUDWATCH_TIMEOUT": "500",
            "HEALTH_PUBLISH_INTERVAL": "1", "HEALTH_CHECK_INTERVAL": "2"}
     with gunicorn(threads=2, log=tmp_path / "web.log", **env) as base:
@@ -129,13 +130,17 @@ def test_http_pools_show_the_general_clients_connections(webhook, ticker) -> Non
 
 
 def test_gateway_answers_the_probe_and_reports_its_breaker(gateway, ticker) -> None:
+    get_gateway().probe()  # the payment pool exists once the gateway was called (checks run concurrently)
     run = health_check_run(now=ticker(), checks=[GatewayCheck(), PaymentHttpCheck()])
     snapshot = reading_of(run, "gateway")
     assert snapshot.status == "ok", snapshot.message
     assert snapshot.latency_ms > 0
     assert snapshot.figures["breaker"]["state"] == "closed"
     payment_pool = reading_of(run, "payment_http")
-    assert payment_pool.maximum >= 1 and payment_pool.figures["pools"][0]["client"] == "payment"
+    host = gateway.proxy_url.rstrip("/").split("//")[1]
+    pools = [p for p in payment_pool.figures["pools"] if p["host"].endswith(host)]
+    assert len(pools) == 1 and pools[0]["client"] == "payment"
+    assert pools[0]["max"] == 10 and pools[0]["requests"] >= 1
 
 
 @pytest.mark.slow

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,7 +22,7 @@ from health.models import Alert
 from health.selectors import fleet_pool_stats
 from health.services import health_check_run, pool_stats_collect, pool_stats_publish
 from tests.health.conftest import wait_until
-from tests.support.processes import gunicorn
+from tests.support.processes import ROOT, gunicorn, service_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +33,7 @@ def other_web(predicate=lambda doc: True, timeout: float = 10.0) -> dict[str, An
     """The published document of a web process other than this one that satisfies `predicate`."""
     def find() -> dict[str, Any] | None:
         for doc in fleet_pool_stats():
-            if doc["role"] == "web" and doc["pid"] != os.getpid() and doc.get("db") and predicate(doc):
+            if doc["role"] == "web" and doc["pid"] != os.getpid() and predicate(doc):
                 return doc
         return None
 
@@ -59,6 +61,30 @@ def test_counters_are_read_never_reset() -> None:
     pool_stats_collect()
     pool_stats_collect()
     assert pool.get_stats()["requests_num"] >= before >= 1  # pop_stats() would have zeroed it
+
+
+def test_publishing_never_binds_the_database_pool_before_the_process_uses_it() -> None:
+    # A request before the test database is set up (schemathesis loads the OpenAPI document
+    # at collection time) starts the publisher; had it created Django's pool then, the pool
+    # would keep the development database's name for the whole test session.
+    code = "\n".join([
+        "import time, django",
+        "django.setup()",
+        "from django.db import connection",
+        "from django.test import Client",
+        "from health import fleet",
+        "Client(HTTP_HOST='localhost').get('/health/live')",
+        "time.sleep(0.5)",
+        "assert fleet._started",
+        "connection.settings_dict['NAME'] = 'postgres'  # what the test runner does",
+        "with connection.cursor() as cursor:",
+        "    cursor.execute('SELECT current_database()')",
+        "    print('DB=' + cursor.fetchone()[0])",
+    ])
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=service_env(HEALTH_PUBLISH_INTERVAL="1"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "DB=postgres" in result.stdout.splitlines()
 
 
 def test_recent_figures_are_differences_over_the_window() -> None:
@@ -96,7 +122,7 @@ def test_two_processes_publish_and_the_check_sums_them(tmp_path, ticker) -> None
     with gunicorn(threads=6, log=tmp_path / "web.log", DB_MIN_CONNECTIONS="1", **FAST_PUBLISH) as base:
         with ThreadPoolExecutor(3) as executor:
             holders = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=3000", timeout=15) for _ in range(3)]
-            web = other_web(lambda doc: doc["db"]["in_use"] == 3)
+            web = other_web(lambda doc: doc["db"] is not None and doc["db"]["in_use"] == 3)
             held = [pool.getconn() for _ in range(4)]
             try:
                 run = health_check_run(now=ticker(), checks=[DatabaseCheck()])

@@ -132,3 +132,17 @@ def test_sending_never_blocks_the_check_and_the_webhook_url_is_never_logged(sett
     assert time.monotonic() - started < 1.0  # queued after commit, not sent in the run
     assert AlertNotification.objects.get().event == "raised"
     assert "s3cr3t-hook-token" not in caplog.text
+
+
+def test_the_dead_mans_switch_is_sent_by_the_web_process_not_a_worker(client, settings, webhook, mailoutbox,
+                                                                      ticker) -> None:
+    # No eager tasks, and nothing here consumes the queue: only this process can deliver it.
+    settings.ALERT_EMAILS = ["ops@example.com"]
+    settings.ALERT_WEBHOOK_URL = webhook.url
+    settings.HEALTH_CHECK_INTERVAL = 30
+    health_check_run(now=timezone.now() - timedelta(seconds=120), checks=[redis_ok()])
+    assert client.get("/health/status").json() == {"status": "stale"}
+    posts = webhook.wait_for(1, timeout=5)
+    assert [p["json"]["alert"]["condition"] for p in posts] == ["stale"]
+    assert posts[0]["json"]["alert"]["severity"] == "critical"
+    assert [m.subject for m in mailoutbox] == ["[payops] CRITICAL health/stale raised"]
