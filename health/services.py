@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from config.redis import get_redis
@@ -504,9 +504,12 @@ def alert_silence_end(*, silence: Silence, by: AbstractBaseUser) -> Silence:
 
 def alert_from_breaker_transition(*, old: str, new: str, snapshot: Any) -> None:
     """Called by the gateway breaker on each transition: opened -> error alert
-    gateway/circuit_open, closed -> resolved. Done in a thread of its own with its own
-    connection and transaction, so the payment that tripped the breaker never waits for it
-    and its rollback cannot take the alert with it."""
+    gateway/circuit_open, closed -> resolved. Never raises.
+
+    Gateway calls run outside transactions, so this normally writes at once on the caller's
+    own connection (a transition is rare; it costs a few queries). Inside a transaction it
+    writes from a thread with a connection of its own instead, so that a rollback of the
+    caller's work cannot take the alert with it."""
     if new == "open":
         severity, message = breaker_open_finding(snapshot)
 
@@ -521,7 +524,13 @@ def alert_from_breaker_transition(*, old: str, new: str, snapshot: Any) -> None:
                 alert_resolve(alert=alert, note=f"circuit breaker closed (was {old})")
     else:
         return
-    threading.Thread(target=_in_own_connection, args=(work,), name="health-breaker-alert", daemon=True).start()
+    if connection.in_atomic_block:
+        threading.Thread(target=_in_own_connection, args=(work,), name="health-breaker-alert", daemon=True).start()
+        return
+    try:
+        work()
+    except Exception:  # noqa: BLE001 - the payment that tripped the breaker must not notice
+        logger.exception("breaker alert not recorded", extra={"category": "alert_error"})
 
 
 def breaker_open_finding(snapshot: Any) -> tuple[str, str]:
@@ -529,8 +538,8 @@ def breaker_open_finding(snapshot: Any) -> tuple[str, str]:
     if snapshot.forced:
         return Severity.WARNING, f"circuit breaker forced open by {snapshot.forced.get('by')}: " \
                                  f"{snapshot.forced.get('reason')}"
-    return Severity.ERROR, (f"circuit breaker open: {snapshot.failures} of {snapshot.calls} calls failed; "
-                            f"next try in {snapshot.retry_after:.0f} s")
+    failed = f"{snapshot.failures} of {snapshot.calls} calls failed; " if snapshot.calls >= 0 else ""
+    return Severity.ERROR, f"circuit breaker open: {failed}next try in {snapshot.retry_after:.0f} s"
 
 
 def _in_own_connection(work: Callable[[], None]) -> None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from health.checks.base import Problem, Reading
@@ -217,11 +218,19 @@ def snapshot(state: str, *, forced: dict | None = None) -> BreakerSnapshot:
 
 def test_breaker_transitions_open_and_resolve_the_circuit_alert() -> None:
     alert_from_breaker_transition(old="closed", new="open", snapshot=snapshot("open"))
-    alert = wait_until(lambda: Alert.objects.filter(component="gateway", condition="circuit_open").first(), 5)
-    assert alert is not None and alert.severity == "error" and alert.status == "open"
+    # Written before the call returns: a test (or a process) ending right after it leaves no thread behind.
+    alert = Alert.objects.get(component="gateway", condition="circuit_open")
+    assert alert.severity == "error" and alert.status == "open"
     assert "9 of 12 calls failed" in alert.message
     alert_from_breaker_transition(old="half_open", new="closed", snapshot=snapshot("closed"))
-    assert wait_until(lambda: Alert.objects.filter(pk=alert.pk, status="resolved").exists(), 5)
+    assert Alert.objects.get(pk=alert.pk).status == "resolved"
+
+
+def test_a_breaker_alert_survives_the_rollback_of_the_callers_transaction() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        alert_from_breaker_transition(old="closed", new="open", snapshot=snapshot("open"))
+        raise RuntimeError("the caller's work failed")
+    assert wait_until(lambda: Alert.objects.filter(condition="circuit_open", status="open").exists(), 5)
 
 
 def test_a_breaker_forced_open_by_ops_is_only_a_warning() -> None:
