@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -121,3 +122,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def other_web_doc(predicate: Callable[[dict[str, Any]], Any] = lambda doc: True,
+                  timeout: float = 10.0) -> dict[str, Any] | None:
+    """The published document of a web process other than this one that satisfies `predicate`."""
+    from health.selectors import fleet_pool_stats
+
+    def find() -> dict[str, Any] | None:
+        for doc in fleet_pool_stats():
+            if doc["role"] == "web" and doc["pid"] != os.getpid() and predicate(doc):
+                return doc
+        return None
+
+    return wait_until(find, timeout=timeout, interval=0.1)

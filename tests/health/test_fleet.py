@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 import requests
@@ -21,23 +20,12 @@ from health.fleet import CounterHistory
 from health.models import Alert
 from health.selectors import fleet_pool_stats
 from health.services import health_check_run, pool_stats_collect, pool_stats_publish
-from tests.health.conftest import wait_until
+from tests.health.conftest import other_web_doc
 from tests.support.processes import ROOT, gunicorn, service_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FAST_PUBLISH = {"HEALTH_PUBLISH_INTERVAL": "1", "HEALTH_CHECK_INTERVAL": "2"}
-
-
-def other_web(predicate=lambda doc: True, timeout: float = 10.0) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
-    """The published document of a web process other than this one that satisfies `predicate`."""
-    def find() -> dict[str, Any] | None:
-        for doc in fleet_pool_stats():
-            if doc["role"] == "web" and doc["pid"] != os.getpid() and predicate(doc):
-                return doc
-        return None
-
-    return wait_until(find, timeout=timeout, interval=0.1)
 
 
 def test_publishing_writes_one_expiring_key_per_process() -> None:
@@ -108,9 +96,9 @@ def test_requests_never_publish_on_their_own_path(client, monkeypatch) -> None:
 @pytest.mark.slow
 def test_a_web_process_publishes_from_its_first_request_and_forgets_itself_on_exit(tmp_path) -> None:
     with gunicorn(threads=2, log=tmp_path / "web.log", **FAST_PUBLISH):
-        first = other_web()
+        first = other_web_doc()
         assert first is not None, (tmp_path / "web.log").read_text()[-2000:]
-        later = other_web(lambda doc: doc["at"] >= first["at"] + 1.5, timeout=5)
+        later = other_web_doc(lambda doc: doc["at"] >= first["at"] + 1.5, timeout=5)
         assert later is not None and later["process"] == first["process"]
         assert get_redis().ttl(fleet.doc_key(first["process"])) <= 3
     assert get_redis().get(fleet.doc_key(first["process"])) is None
@@ -122,7 +110,7 @@ def test_two_processes_publish_and_the_check_sums_them(tmp_path, ticker) -> None
     with gunicorn(threads=6, log=tmp_path / "web.log", DB_MIN_CONNECTIONS="1", **FAST_PUBLISH) as base:
         with ThreadPoolExecutor(3) as executor:
             holders = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=3000", timeout=15) for _ in range(3)]
-            web = other_web(lambda doc: doc["db"] is not None and doc["db"]["in_use"] == 3)
+            web = other_web_doc(lambda doc: doc["db"] is not None and doc["db"]["in_use"] == 3)
             held = [pool.getconn() for _ in range(4)]
             try:
                 run = health_check_run(now=ticker(), checks=[DatabaseCheck()])

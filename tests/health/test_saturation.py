@@ -3,32 +3,25 @@ publishes its figures, and the check turns them into alerts."""
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import pytest
 import requests
 
 from health.checks import DatabaseCheck
 from health.models import Alert
-from health.selectors import fleet_pool_stats
 from health.services import health_check_run
-from tests.health.conftest import wait_until
+from tests.health.conftest import other_web_doc
 from tests.support.processes import gunicorn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def web_doc(predicate) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
-    def find() -> dict[str, Any] | None:
-        for doc in fleet_pool_stats():
-            if doc["role"] == "web" and doc["pid"] != os.getpid() and doc.get("db") and predicate(doc):
-                return doc
-        return None
-
-    return wait_until(find, timeout=10, interval=0.1)
+def web_pool(predicate):  # type: ignore[no-untyped-def]
+    """The published database pool figures of the web process under test, once `predicate` holds."""
+    doc = other_web_doc(lambda d: d["db"] is not None and predicate(d["db"]))
+    return doc["db"] if doc else None
 
 
 def test_holding_17_then_19_of_20_warns_then_criticals_exhaustion_errors_and_release_resolves(tmp_path,
@@ -51,22 +44,22 @@ def test_holding_17_then_19_of_20_warns_then_criticals_exhaustion_errors_and_rel
             return [executor.submit(requests.get, f"{base}/_test/hold-db?ms={ms}", timeout=30) for _ in range(count)]
 
         holders = hold(17)
-        assert web_doc(lambda d: d["db"]["in_use"] == 17), (tmp_path / "web.log").read_text()[-2000:]
+        assert web_pool(lambda db: db["in_use"] == 17), (tmp_path / "web.log").read_text()[-2000:]
         run()
         alert = pool_alert()
         assert (alert.severity, alert.status) == ("warning", "open")
         assert "85%" in alert.message
 
         holders += hold(2)
-        assert web_doc(lambda d: d["db"]["in_use"] == 19)
+        assert web_pool(lambda db: db["in_use"] == 19)
         run()
         assert (pool_alert().pk, pool_alert().severity) == (alert.pk, "critical")
 
         holders += hold(1)
-        assert web_doc(lambda d: d["db"]["in_use"] == 20)
+        assert web_pool(lambda db: db["in_use"] == 20)
         surplus = requests.get(f"{base}/_test/hold-db?ms=10", timeout=10)  # waits its 1 s, then 503
         assert surplus.status_code == 503
-        assert web_doc(lambda d: d["db"]["recent"]["requests_errors"] >= 1)
+        assert web_pool(lambda db: db["recent"]["requests_errors"] >= 1)
         run()
         exhausted = Alert.objects.get(component="database", condition="pool_exhausted")
         assert (exhausted.severity, exhausted.status) == ("error", "open")
@@ -75,7 +68,7 @@ def test_holding_17_then_19_of_20_warns_then_criticals_exhaustion_errors_and_rel
 
         assert all(h.result().status_code == 200 for h in holders)
         # Released, and the timeout has left the recent window (check + publish interval).
-        assert web_doc(lambda d: d["db"]["in_use"] == 0 and d["db"]["recent"]["requests_errors"] == 0)
+        assert web_pool(lambda db: db["in_use"] == 0 and db["recent"]["requests_errors"] == 0)
         run()
         assert {a.condition: (a.status, a.absent_checks) for a in Alert.objects.filter(component="database")
                 if a.condition in ("pool_utilisation", "pool_exhausted")} == {
