@@ -1,5 +1,12 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+
+if settings.STAFF_OTP_REQUIRED:
+    from django_otp.admin import OTPAdminSite
+
+    # Every console login then asks for a TOTP code from a confirmed device.
+    admin.site.__class__ = OTPAdminSite
 
 urlpatterns = [
     path("api/v1/", include("payments.api.urls")),

@@ -10,6 +10,28 @@ from tests.support.processes import celery_worker
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _session_log(tmp_path_factory) -> Iterator[None]:
+    """Everything the suite logs, as our handlers emit it, for the final secrets scan."""
+    import logging
+
+    from tests.support.processes import LOG_FILES
+
+    path = tmp_path_factory.mktemp("logs") / "suite.jsonl"
+    root = logging.getLogger()
+    stdout = next((h for h in root.handlers if getattr(h, "stream", None) is not None), None)
+    handler = logging.FileHandler(path)
+    if stdout is not None:
+        handler.setFormatter(stdout.formatter)
+        for log_filter in stdout.filters:
+            handler.addFilter(log_filter)
+    root.addHandler(handler)
+    LOG_FILES.append(path)
+    yield
+    root.removeHandler(handler)
+    handler.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _close_pool_before_test_database_teardown(django_db_setup, django_db_blocker) -> Iterator[None]:
     yield
     from django.db import connections

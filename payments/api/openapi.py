@@ -67,6 +67,7 @@ def _errors(*codes: int) -> dict:
 
 _IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": True,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"}}
+_NO_NUL = "^[^\\x00]*$"  # PostgreSQL text cannot hold NUL; the API refuses it
 _ID_PATTERN = "^pay_[A-Za-z0-9]{24}$"
 _ID = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": _ID_PATTERN}}
 
@@ -92,10 +93,11 @@ DOCUMENT = {
                         "amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
                         "currency": {"type": "string", "enum": sorted(CURRENCIES | {c.upper() for c in CURRENCIES})},
                         "payment_method": {"type": "string", "pattern": "^pm_[A-Za-z0-9_]{1,250}$"},
-                        "reference": {"type": ["string", "null"], "maxLength": 255},
+                        "reference": {"type": ["string", "null"], "maxLength": 255, "pattern": _NO_NUL},
                         "metadata": {"type": ["object", "null"], "maxProperties": 50,
-                                     "propertyNames": {"minLength": 1, "maxLength": 40},
-                                     "additionalProperties": {"type": "string", "maxLength": 500}},
+                                     "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": _NO_NUL},
+                                     "additionalProperties": {"type": "string", "maxLength": 500,
+                                                              "pattern": _NO_NUL}},
                     }}}}},
                 "responses": {
                     "201": {"description": "The payment, in a final state",

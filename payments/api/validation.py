@@ -24,6 +24,8 @@ CURRENCIES = frozenset(
     zwl""".split()
 )
 
+_SECRET_KEY = re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{8,}")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")
 _PM_TOKEN = re.compile(r"^pm_[A-Za-z0-9_]{1,250}$")
 # A card number stands alone (no digit right before or after) and starts with 1-9.
 _DIGIT_RUN = re.compile(r"(?<![\d])[1-9](?:[ -]?\d){11,17}(?![\d])")
@@ -75,7 +77,12 @@ def parse_json_body(*, content_type: str, body: bytes) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
-    if "\\u0000" in body.decode("utf-8", "replace").lower() or "\x00" in json.dumps(data, ensure_ascii=False):
+    try:
+        text = json.dumps(data, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_json", "The body contains text that is not valid Unicode.") from None
+    if "\x00" in text:
         raise ApiError(400, "invalid_json", "NUL characters are not allowed in the body.")
     if _depth(data) > MAX_JSON_DEPTH:
         raise ApiError(400, "invalid_json", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
@@ -84,6 +91,9 @@ def parse_json_body(*, content_type: str, body: bytes) -> dict[str, Any]:
         raise ApiError(400, "card_data_not_allowed",
                        "The request contains what looks like a card number. Send a gateway payment method "
                        "token (pm_...) instead; card data must never reach this API.")
+    if _SECRET_KEY.search(json.dumps(data)):
+        raise ApiError(400, "secret_not_allowed",
+                       "The request contains what looks like a gateway secret key; it is never accepted or stored.")
     for cvv_key in ("cvv", "cvc", "card_number", "number", "card"):
         if cvv_key in data:
             raise ApiError(400, "card_data_not_allowed", f"'{cvv_key}' is card data and is never accepted.", cvv_key)
@@ -175,7 +185,8 @@ def parse_idempotency_key(value: str | None) -> str:
     if not value:
         raise ApiError(400, "idempotency_key_missing", "Send an Idempotency-Key header with every POST.",
                        "Idempotency-Key")
-    if len(value) > 255 or not value.isprintable():
-        raise ApiError(400, "idempotency_key_invalid", "Idempotency-Key must be at most 255 printable characters.",
+    if len(value) > 255 or not _IDEMPOTENCY_KEY.match(value):
+        raise ApiError(400, "idempotency_key_invalid",
+                       "Idempotency-Key must be 1-255 visible ASCII characters (a UUID is a good choice).",
                        "Idempotency-Key")
     return value

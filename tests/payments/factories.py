@@ -11,8 +11,14 @@ from payments.models import ApiClient
 from payments.services import api_key_create
 
 
+# Every raw key the suite created: the final scan proves none was stored or logged.
+ISSUED_KEYS: list[str] = []
+
+
 def make_client(name: str | None = None) -> tuple[ApiClient, str]:
-    return api_key_create(name=name or f"client-{uuid.uuid4().hex[:8]}")
+    client, raw_key = api_key_create(name=name or f"client-{uuid.uuid4().hex[:8]}")
+    ISSUED_KEYS.append(raw_key)
+    return client, raw_key
 
 
 class Api:

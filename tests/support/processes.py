@@ -16,6 +16,8 @@ import requests
 from tests.support.tcpproxy import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# Log files of every process the suite started, for the final secrets scan.
+LOG_FILES: list[Path] = []
 BIN = Path(sys.executable).parent
 
 
@@ -45,6 +47,8 @@ def gunicorn(*, workers: int = 1, threads: int = 8, log: Path | None = None, **e
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
     ]
     out = open(log, "ab") if log else subprocess.DEVNULL
+    if log:
+        LOG_FILES.append(log)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env(PROCESS_ROLE="web", **env), stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -61,6 +65,8 @@ def celery_worker(*, concurrency: int = 4, log: Path | None = None, **env: str) 
         "--loglevel=INFO", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h",
     ]
     out = open(log, "ab") if log else subprocess.DEVNULL
+    if log:
+        LOG_FILES.append(log)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env(PROCESS_ROLE="worker", **env), stdout=out, stderr=out)
     try:
         yield proc
