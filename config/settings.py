@@ -296,6 +296,20 @@ LOGGING = build_logging(
     cloudwatch_group=CLOUDWATCH_LOG_GROUP,
 )
 
+# --- E-mail (alert notifications) ---------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)  # s; a stuck mail server must not hang a task
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "payment-ops@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True

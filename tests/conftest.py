@@ -33,6 +33,14 @@ def _session_log(tmp_path_factory) -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_pool_before_test_database_teardown(django_db_setup, django_db_blocker) -> Iterator[None]:
+    from django.db import connections
+
+    # A pool created before the test database existed points at the real one; Django's
+    # test set-up does not replace it, so drop it here and let it be made anew.
+    connection = connections["default"]
+    pool = connection._connection_pools.get("default")
+    if pool is not None and pool.kwargs.get("dbname") != connection.settings_dict["NAME"]:
+        connection.close_pool()
     yield
     from django.db import connections
 

@@ -166,10 +166,12 @@ class GatewayClient:
             form[f"metadata[{key}]"] = value
         return self._call("POST", "/v1/refunds", data=form, idempotency_key=idempotency_key)
 
-    def probe(self) -> float:
-        """A call with no financial side effect; returns its latency in seconds."""
+    def probe(self, *, timeout: float = 3.0) -> float:
+        """A call with no financial side effect; returns its latency in seconds.
+
+        One try, bounded by `timeout`: a health signal, not a payment, so no retries."""
         started = time.perf_counter()
-        result = self._call("GET", "/v1/balance", use_breaker=False)
+        result = self._call("GET", "/v1/balance", use_breaker=False, single_try_timeout=timeout)
         if result.ok:
             return time.perf_counter() - started
         if result.outcome == "timeout":
@@ -180,7 +182,8 @@ class GatewayClient:
 
     # --- The one place a request leaves the process -------------------------------------
     def _call(self, method: str, path: str, *, data: dict[str, Any] | None = None,
-              idempotency_key: str | None = None, use_breaker: bool = True) -> GatewayResult:
+              idempotency_key: str | None = None, use_breaker: bool = True,
+              single_try_timeout: float | None = None) -> GatewayResult:
         permit = None
         if use_breaker and self.breaker is not None:
             try:
@@ -192,13 +195,19 @@ class GatewayClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         started = time.monotonic()
         log = start_attempt_log()
-        set_deadline(started + self.config.deadline, self.config.read_timeout + self.config.connect_timeout)
+        timeout = self.timeout
+        if single_try_timeout is not None:
+            # A budget as long as the deadline leaves no room for a second try.
+            timeout = Timeout(connect=min(self.config.connect_timeout, single_try_timeout), read=single_try_timeout)
+            set_deadline(started + single_try_timeout, single_try_timeout)
+        else:
+            set_deadline(started + self.config.deadline, self.config.read_timeout + self.config.connect_timeout)
         response = None
         error: BaseException | None = None
         body_error = False
         try:
             response = self.session.request(method, self.config.base_url.rstrip("/") + path, data=data,
-                                            headers=headers, timeout=self.timeout)
+                                            headers=headers, timeout=timeout)
             body = response.content  # read inside the try: a truncated body raises here
         except requests.RequestException as exc:
             error = exc

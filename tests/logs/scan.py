@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 # 13 to 19 digits, optionally in groups split by single spaces or dashes.
-_DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+_DIGIT_RUN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])")  # not the decimals of a float
 # A CVV/CVC field with a value: cvc=123, "cvv": "123", card[cvc]=123, card%5Bcvc%5D=123.
 _CVV = re.compile(
     r"(?i)(?:\b|_|%5b)(?:cvc|cvv|cvc2|cvv2|csc|security_code)(?:\]|%5d)?['\"]?\s*(?:[:=]|%3d)\s*['\"]?(\d{3,4})(?!\d)"
