@@ -1,0 +1,524 @@
+"""A whole Payment Ops fleet on loopback, for the fault drills in bench/fleet/ and tests/fleet/.
+
+    with Fleet(database="payops_fleet", web_workers=2, celery_workers=1) as fleet:
+        fleet.base_url            # gunicorn (N workers, gthread)
+        fleet.pg_proxy.cut()      # PostgreSQL "goes away" for every fleet process...
+        fleet.pg_proxy.restore()  # ...and comes back on the same port
+        fleet.redis_proxy.cut()
+        fleet.sandbox.fault("http_503")
+
+Every process talks to PostgreSQL and Redis through a TcpProxy of its own (the machine's real
+servers are never stopped: other people use them), to the gateway through the sandbox's
+fault proxy, and uses its own database (`prepare_database`, or the pytest test database) and
+its own Redis database number. Nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import requests  # noqa: E402
+
+from sandbox.harness import SandboxStack  # noqa: E402
+from tests.support.tcpproxy import TcpProxy  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PG = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+PG_USER = "postgres"
+SCRIPT_REDIS_DB = 9  # the scripts' own Redis database number (the suite uses others)
+RELIABILITY_DOC = REPO / "docs" / "reliability.md"
+GATEWAY_KEY = "sk_test_fleet"
+
+
+# --- database ------------------------------------------------------------------------------
+def prepare_database(name: str) -> None:
+    """Drop and create `name` (only a database whose name says it is ours), then migrate it."""
+    if not re.fullmatch(r"(test_)?payops_fleet\w*", name):
+        raise ValueError(f"refusing to recreate {name!r}: fleet databases are named payops_fleet*")
+    host, port = PG
+    args = ["-h", host, "-p", str(port), "-U", PG_USER]
+    subprocess.run(["dropdb", *args, "--if-exists", "--force", name], check=True, capture_output=True)
+    subprocess.run(["createdb", *args, name], check=True, capture_output=True)
+    env = child_env(database_url=f"postgres://{PG_USER}@{host}:{port}/{name}",
+                    redis_url=f"redis://{REDIS[0]}:{REDIS[1]}/{SCRIPT_REDIS_DB}", gateway_url="http://127.0.0.1:9")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env={**env, "PROCESS_ROLE": "release"},
+                   check=True, capture_output=True)
+
+
+def setup_django_for_script(database: str, redis_db: int = SCRIPT_REDIS_DB) -> None:
+    """Point this (script) process's Django at the fleet database and Redis, directly."""
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": f"postgres://{PG_USER}@{PG[0]}:{PG[1]}/{database}",
+        "REDIS_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{redis_db}",
+        "PROCESS_ROLE": "fleetbench",
+        "DB_MIN_CONNECTIONS": "0",
+        "DB_MAX_CONNECTIONS": "4",
+        "LOG_LEVEL": "WARNING",
+        "HEALTH_PUBLISH_INTERVAL": "0",
+    })
+    import django
+
+    django.setup()
+
+
+def pg_connections(database: str) -> dict[str, int]:
+    """Server-side truth: backends on `database` by application_name (a direct connection)."""
+    import psycopg
+
+    with psycopg.connect(host=PG[0], port=PG[1], user=PG_USER, dbname="postgres", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = %s "
+            "AND application_name LIKE 'payops-%%' GROUP BY 1", [database]).fetchall()
+    return {name: count for name, count in rows}
+
+
+# --- processes -----------------------------------------------------------------------------
+def child_env(*, database_url: str, redis_url: str, gateway_url: str, **overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",  # short timeouts, /_test/hold-db
+        "DJANGO_READ_DOTENV": "false",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PAYMENT_GATEWAY_URL": gateway_url,
+        "PAYMENT_GATEWAY_API_KEY": GATEWAY_KEY,
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+        # One client drives the load: the per-key rate limit is not what is measured here.
+        "API_RATE_LIMIT": "100000",
+        "API_RATE_BURST": "100000",
+        "HEALTH_PUBLISH_INTERVAL": "1",
+        "DB_MAX_CONNECTIONS": "5",
+        "DB_MIN_CONNECTIONS": "1",
+        "LOG_LEVEL": "WARNING",
+    })
+    env.update(overrides)
+    return env
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Fleet:
+    """gunicorn (web_workers × threads), Celery worker(s), optional beat, the sandbox, and
+    TCP proxies in front of PostgreSQL and Redis; every port a free loopback one."""
+
+    def __init__(self, *, database: str, redis_db: int = SCRIPT_REDIS_DB, web_workers: int = 2,
+                 threads: int = 8, web_masters: int = 1, celery_workers: int = 1, celery_concurrency: int = 4,
+                 beat: bool = False, fast: bool = True, log_dir: Path | None = None, **env: str) -> None:
+        self.database, self.redis_db = database, redis_db
+        self.web_workers, self.threads, self.web_masters = web_workers, threads, web_masters
+        self.celery_workers, self.celery_concurrency, self.beat = celery_workers, celery_concurrency, beat
+        self.fast = fast
+        self.log_dir = Path(log_dir or REPO / "var" / "fleet" / time.strftime("%Y%m%d-%H%M%S"))
+        self.extra_env = env
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.base_urls: list[str] = []
+        self._i = 0
+
+    # -- life cycle -------------------------------------------------------------------------
+    def __enter__(self) -> "Fleet":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.pg_proxy = TcpProxy(PG).__enter__()
+        self.redis_proxy = TcpProxy(REDIS).__enter__()
+        self.sandbox = SandboxStack(fast=self.fast, log_dir=self.log_dir / "sandbox").start()
+        self.redis_clean()
+        self.env = child_env(
+            database_url=f"postgres://{PG_USER}@127.0.0.1:{self.pg_proxy.port}/{self.database}",
+            redis_url=f"redis://127.0.0.1:{self.redis_proxy.port}/{self.redis_db}",
+            gateway_url=self.sandbox.proxy_url, **self.extra_env)
+        for _ in range(self.web_masters):
+            self.add_web()
+        for _ in range(self.celery_workers):
+            self.add_worker()
+        if self.beat:
+            self.add_beat()
+
+    def stop(self) -> None:
+        for name, proc in reversed(list(self.procs.items())):
+            _stop(proc)
+        self.procs.clear()
+        for attr in ("sandbox",):
+            if hasattr(self, attr):
+                getattr(self, attr).stop()
+        for attr in ("pg_proxy", "redis_proxy"):
+            if hasattr(self, attr):
+                getattr(self, attr).cut()
+
+    @property
+    def base_url(self) -> str:
+        return self.base_urls[0]
+
+    def _spawn(self, name: str, cmd: list[str], role: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, cwd=REPO, env={**self.env, "PROCESS_ROLE": role}, stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+        self.procs[name] = proc
+        return proc
+
+    def add_web(self) -> str:
+        from tests.support.tcpproxy import _free_port
+
+        port = _free_port()
+        self._i += 1
+        proc = self._spawn(f"web{self._i}", [
+            str(BIN / "gunicorn"), "config.wsgi", "-c", str(REPO / "config/gunicorn.py"),
+            "--bind", f"127.0.0.1:{port}", "--workers", str(self.web_workers), "--threads", str(self.threads),
+        ], "web")
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health/live", proc)
+        self.base_urls.append(base)
+        return base
+
+    def add_worker(self, name: str | None = None) -> subprocess.Popen:
+        self._i += 1
+        name = name or f"worker{self._i}"
+        return self._spawn(name, [
+            str(BIN / "celery"), "-A", "config", "worker", "--pool=threads",
+            f"--concurrency={self.celery_concurrency}", "--loglevel=WARNING", "--without-gossip",
+            "--without-mingle", "--without-heartbeat", "-n", f"fleet-{name}-{os.getpid()}@%h",
+        ], "worker")
+
+    def add_beat(self) -> subprocess.Popen:
+        return self._spawn("beat", [
+            str(BIN / "celery"), "-A", "config", "beat", "--loglevel=WARNING",
+            "--schedule", str(self.log_dir / "celerybeat-schedule"),
+        ], "beat")
+
+    # -- Redis (direct, not through the proxy) -----------------------------------------------
+    def redis(self):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis(host=REDIS[0], port=REDIS[1], db=self.redis_db, socket_timeout=2)
+
+    def redis_clean(self) -> None:
+        """Forget breaker, rate-limit and fleet keys and the task queue left by an earlier run."""
+        client = self.redis()
+        keys = list(client.scan_iter("payops:*", count=1000)) + [b"payops", b"unacked", b"unacked_index"]
+        if keys:
+            client.delete(*keys)
+
+    def fleet_docs(self) -> list[dict[str, Any]]:
+        client = self.redis()
+        members = client.zrangebyscore("payops:fleet:index", time.time() - 3600, "+inf")
+        raw = client.mget([f"payops:fleet:proc:{m.decode()}" for m in members]) if members else []
+        return [json.loads(r) for r in raw if r]
+
+    def breaker_state(self) -> dict[str, str]:
+        client = self.redis()
+        raw = client.hgetall("payops:breaker:{gateway}:state")
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def wait_publishers(self, *, web: int, worker: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Until `web` web and `worker` worker processes publish (requests wake web publishers)."""
+        deadline = time.monotonic() + timeout
+        docs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            for base in self.base_urls:
+                try:
+                    requests.get(f"{base}/health/live", timeout=2)
+                except requests.RequestException:
+                    pass
+            docs = self.fleet_docs()
+            roles = [d["role"] for d in docs if time.time() - d["at"] < 5]
+            if roles.count("web") >= web and roles.count("worker") >= worker:
+                return docs
+            time.sleep(0.3)
+        raise TimeoutError(f"publishers: wanted web={web} worker={worker}, saw {[d['role'] for d in docs]}")
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+# --- load ----------------------------------------------------------------------------------
+@dataclass
+class Hit:
+    kind: str
+    started: float  # s since the load began
+    elapsed: float  # s
+    status: int  # 0: no HTTP answer (connection error / client timeout)
+    retry_after: str | None = None
+    code: str = ""
+    payment_id: str = ""
+    payment_status: str = ""
+    idem: str = ""
+
+
+@dataclass
+class Load:
+    hits: list[Hit] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    t0: float = field(default_factory=time.monotonic)
+
+    def add(self, hit: Hit) -> None:
+        with self.lock:
+            self.hits.append(hit)
+
+
+def call(session: requests.Session, load: Load, kind: str, method: str, url: str, *, idem: str = "",
+         timeout: float = 30.0, **kwargs: Any) -> Hit:
+    started = time.monotonic()
+    try:
+        response = session.request(method, url, timeout=timeout, **kwargs)
+    except requests.RequestException as exc:
+        hit = Hit(kind, started - load.t0, time.monotonic() - started, 0, code=type(exc).__name__, idem=idem)
+        load.add(hit)
+        return hit
+    elapsed = time.monotonic() - started
+    hit = Hit(kind, started - load.t0, elapsed, response.status_code, response.headers.get("Retry-After"),
+              idem=idem)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if isinstance(body, dict):
+        hit.code = str((body.get("error") or {}).get("code") or "")
+        hit.payment_id = str(body.get("id") or "") if kind == "pay" else ""
+        hit.payment_status = str(body.get("status") or "") if kind == "pay" else ""
+    load.add(hit)
+    return hit
+
+
+class Payer:
+    """A client of the payment API that, like a careful integrator, retries a 503 or a lost
+    answer with the same Idempotency-Key (after Retry-After), up to `give_up_after` seconds."""
+
+    def __init__(self, base_urls: list[str], api_key: str, run_id: str) -> None:
+        self.base_urls, self.api_key, self.run_id = base_urls, api_key, run_id
+
+    def pay_once(self, session: requests.Session, load: Load, idem: str, amount: int, n: int = 0) -> Hit:
+        base = self.base_urls[n % len(self.base_urls)]
+        body = {"amount": amount, "currency": "usd", "payment_method": "pm_card_visa",
+                "metadata": {"fleet_run": self.run_id}}
+        return call(session, load, "pay", "POST", f"{base}/api/v1/payments", idem=idem, json=body,
+                    headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": idem})
+
+
+def run_clients(n: int, seconds: float, work: Callable[[requests.Session, Load, int, Callable[[], bool]], None],
+                load: Load | None = None) -> Load:
+    """`n` threads each calling `work(session, load, index, running)` until `seconds` pass."""
+    load = load or Load()
+    stop_at = time.monotonic() + seconds
+
+    def running() -> bool:
+        return time.monotonic() < stop_at
+
+    def body(i: int) -> None:
+        with requests.Session() as session:
+            work(session, load, i, running)
+
+    threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 120)
+    return load
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def new_run_id() -> str:
+    """A run tag for payment metadata without digit runs: the API refuses any body with a
+    Luhn-valid run of 13-19 digits as card data, and a random hex string can contain one."""
+    return "run-" + "".join("ghijklmnop"[int(c)] if c.isdigit() else c for c in uuid.uuid4().hex)
+
+
+# --- figures -------------------------------------------------------------------------------
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))]
+
+
+def status_counts(hits: list[Hit]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for h in hits:
+        counts[h.status] = counts.get(h.status, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}; PostgreSQL and Redis on loopback, shared with other users")
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [".venv/bin/python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+
+
+def write_section(title: str, body: str, path: Path = RELIABILITY_DOC) -> None:
+    """Replace (or append) the `## title` section of docs/reliability.md with a dated one."""
+    header = (f"## {title}\n\n*{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}.*\n\n"
+              f"```\n{command_line()}\n```\n\n")
+    section = header + body.strip() + "\n"
+    text = path.read_text() if path.exists() else "# Reliability under fire\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\s*$.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text.rstrip() + "\n")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def iter_chunks(seq: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+# --- the ledger against the gateway's truth --------------------------------------------------
+def ledger_check(sandbox: SandboxStack, run_id: str, hits: list[Hit]) -> dict[str, Any]:
+    """Our payments of this run against the gateway's intents (found by metadata fleet_run):
+    duplicates, orphans (charged but unknown to us), answered-but-missing, unsettled, totals."""
+    from payments.models import Payment
+
+    intents = sandbox.intents_for("fleet_run", run_id)
+    by_payment: dict[str, list[dict[str, Any]]] = {}
+    for intent in intents:
+        by_payment.setdefault((intent.get("metadata") or {}).get("payment_id", ""), []).append(intent)
+    payments = {p.id: p for p in Payment.objects.filter(metadata__fleet_run=run_id)}
+    answered = {h.payment_id for h in hits if h.kind == "pay" and h.status in (201, 202) and h.payment_id}
+    statuses: dict[str, int] = {}
+    for p in payments.values():
+        statuses[p.status] = statuses.get(p.status, 0) + 1
+    succeeded_intents = [i for i in intents if i.get("status") == "succeeded"]
+    mismatched = [p.id for p in payments.values() if p.status == "succeeded"
+                  and [i["id"] for i in by_payment.get(p.id, [])] != [p.gateway_id]]
+    return {
+        "payments": len(payments),
+        "statuses": dict(sorted(statuses.items())),
+        "intents": len(intents),
+        "duplicates": sorted(pid for pid, group in by_payment.items() if len(group) > 1),
+        "orphans": sorted(pid for pid in by_payment if pid not in payments),
+        "answered_missing": sorted(answered - set(payments)),
+        "unsettled": sorted(p.id for p in payments.values() if p.status in ("unknown", "processing")),
+        "pending_charged": sorted(p.id for p in payments.values() if p.status == "pending" and by_payment.get(p.id)),
+        "failed_charged": sorted(p.id for p in payments.values() if p.status == "failed"
+                                 and any(i.get("status") == "succeeded" for i in by_payment.get(p.id, []))),
+        "succeeded_mismatch": mismatched,
+        "ledger_total": sum(p.amount for p in payments.values() if p.status == "succeeded"),
+        "gateway_total": sum(int(i.get("amount") or 0) for i in succeeded_intents),
+    }
+
+
+def ledger_ok(ledger: dict[str, Any]) -> bool:
+    return (not ledger["duplicates"] and not ledger["orphans"] and not ledger["answered_missing"]
+            and not ledger["unsettled"] and not ledger["pending_charged"] and not ledger["failed_charged"]
+            and not ledger["succeeded_mismatch"] and ledger["ledger_total"] == ledger["gateway_total"])
+
+
+def settle_all(fleet: Fleet, run_id: str, *, timeout: float = 60.0) -> list[str]:
+    """Lets the fleet settle every unknown / processing payment of the run: the Celery worker
+    runs the settlement tasks the API queued, and the sweep (what beat sends every 60 s) is
+    sent here every few seconds so a bounded run need not wait a whole minute. Returns what
+    is still unsettled at the end."""
+    from config.celery import app
+    from payments.models import Payment
+
+    deadline = time.monotonic() + timeout
+    last_sweep = 0.0
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        left = list(Payment.objects.filter(metadata__fleet_run=run_id, status__in=["unknown", "processing"])
+                    .values_list("id", flat=True))
+        if not left:
+            return []
+        if time.monotonic() - last_sweep > 5:
+            app.send_task("payments.tasks.payment_settle_sweep")
+            last_sweep = time.monotonic()
+        time.sleep(0.5)
+    return left
+
+
+def retry_until_final(payer: Payer, keys: list[str], amount: int, *, timeout: float = 60.0) -> dict[str, Hit]:
+    """Each key re-sent (same body) until it answers 201 or a final 4xx, or time runs out."""
+    load = Load()
+    final: dict[str, Hit] = {}
+    deadline = time.monotonic() + timeout
+    with requests.Session() as session:
+        while time.monotonic() < deadline and len(final) < len(keys):
+            for n, key in enumerate(keys):
+                if key in final:
+                    continue
+                hit = payer.pay_once(session, load, key, amount, n)
+                if hit.status == 201 or 400 <= hit.status < 500 and hit.status != 409:
+                    final[key] = hit
+            if len(final) < len(keys):
+                time.sleep(1.0)
+    return final
