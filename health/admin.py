@@ -1,78 +1,302 @@
-"""A minimal admin for the health models; the ops console builds on it later."""
+"""The operations console's health pages: alerts worked by severity, System Health, drills,
+the runbook, silences and notifications. Group permissions decide who sees and does what
+(see health/migrations/0003_console_groups.py); every change is an admin log entry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from health import services
-from health.models import Alert, AlertNotification, ComponentSnapshot, HealthCheckRun, Silence
+from health.console import selectors as console_selectors
+from health.console import services as console_services
+from health.console import tasks as _drill_tasks  # noqa: F401 - registers the drill task in every worker
+from health.console import views
+from health.console.charts import Series, line_chart
+from health.console.forms import AlertNoteForm, AlertSilenceForm
+from health.console.runbook import anchor_for, load_runbook
+from health.models import Alert, AlertNotification, ComponentSnapshot, DrillRun, HealthCheckRun, Silence
+
+STATUS_TEXT = {"ok": "OK", "degraded": "DEGRADED", "down": "DOWN", "stale": "STALE", "unknown": "UNKNOWN"}
 
 
+def badge(kind: str, value: str, text: str | None = None) -> str:
+    """A coloured label that also says what it means in words, so colour is never the only signal."""
+    return format_html('<span class="console-badge console-{}-{}">{}</span>', kind, value,
+                       text or value.replace("_", " ").upper())
+
+
+class _Filter(admin.SimpleListFilter):
+    """A filter with fixed choices: no SELECT DISTINCT over a large table on every page."""
+
+    choices_fn: Any = None
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(type(self).choices_fn())
+
+
+class AlertStateFilter(_Filter):
+    title = "status"
+    parameter_name = "state"
+    choices_fn = staticmethod(lambda: [("active", "Active (open or acknowledged)"), ("open", "Open"),
+                                       ("acknowledged", "Acknowledged"), ("resolved", "Resolved")])
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
+        if self.value() == "active":
+            return queryset.filter(status__in=["open", "acknowledged"])
+        if self.value() in ("open", "acknowledged", "resolved"):
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+class ComponentFilter(_Filter):
+    title = "component"
+    parameter_name = "component"
+    choices_fn = staticmethod(lambda: [(name, name) for name in console_selectors.component_names()])
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(component=self.value()) if self.value() else queryset
+
+
+# --- Health runs and System Health ----------------------------------------------------------------
 @admin.register(HealthCheckRun)
 class HealthCheckRunAdmin(admin.ModelAdmin):
-    list_display = ("tick", "status", "duration_ms", "ran_on")
+    list_display = ("tick", "status_badge", "duration_ms", "ran_on")
     list_filter = ("status",)
     ordering = ("-tick",)
     show_full_result_count = False  # millions of rows: no COUNT(*) per page
     readonly_fields = ("tick", "started_at", "finished_at", "duration_ms", "status", "ran_on")
 
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: HealthCheckRun) -> str:
+        return badge("status", obj.status)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("system/", wrap(lambda r: views.system_health(r, model_admin=self)), name="health_system"),
+            path("system/live/", wrap(lambda r: views.system_health_live(r, model_admin=self)),
+                 name="health_system_live"),
+            path("system/breaker/", wrap(lambda r: views.breaker_override(r, model_admin=self)),
+                 name="health_breaker"),
+            *super().get_urls(),
+        ]
+
 
 @admin.register(ComponentSnapshot)
 class ComponentSnapshotAdmin(admin.ModelAdmin):
-    list_display = ("checked_at", "component", "status", "utilisation_pct", "in_use", "maximum", "waiting",
+    list_display = ("checked_at", "component", "status_badge", "utilisation_pct", "in_use", "maximum", "waiting",
                     "latency_ms", "errors", "message")
-    list_filter = ("component", "status")
+    list_filter = (ComponentFilter, "status")
     ordering = ("-checked_at",)
     raw_id_fields = ("run",)
     show_full_result_count = False
 
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ComponentSnapshot) -> str:
+        return badge("status", obj.status)
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- Alerts -----------------------------------------------------------------------------------------
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ("severity", "component", "condition", "status", "message", "occurrences", "first_seen",
-                    "last_seen", "acknowledged_by", "resolved_at")
-    list_filter = ("status", "severity", "component")
+    list_display = ("severity_badge", "component", "condition", "status_badge", "message", "first_seen",
+                    "last_seen", "occurrences", "age", "acknowledged_by")
+    list_display_links = ("condition",)
+    list_filter = ("severity", AlertStateFilter, ComponentFilter, ("last_seen", admin.DateFieldListFilter))
     search_fields = ("component", "condition", "message")
-    ordering = ("-severity_rank", "-last_seen")
+    ordering = ("-severity_rank", "-last_seen")  # worst first, then the most recent
     list_select_related = ("acknowledged_by",)
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ("acknowledge", "resolve", "silence")
+    fieldsets = (
+        (None, {"fields": ("severity", "status", "component", "condition", "message")}),
+        ("Seen", {"fields": ("first_seen", "last_seen", "occurrences", "streak", "reopened",
+                             "payments_in_flight", "amount_affected")}),
+        ("Handled", {"fields": ("acknowledged_by", "acknowledged_at", "acknowledgement_note", "resolved_by",
+                                "resolved_at", "resolution_note")}),
+    )
     readonly_fields = [field.name for field in Alert._meta.fields]
-    actions = ("acknowledge", "resolve")
+
+    @admin.display(description="severity", ordering="-severity_rank")
+    def severity_badge(self, obj: Alert) -> str:
+        return badge("severity", obj.severity)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Alert) -> str:
+        return badge("alert", obj.status)
+
+    @admin.display(description="age", ordering="first_seen")
+    def age(self, obj: Alert) -> str:
+        end = obj.resolved_at or timezone.now()
+        return timesince(obj.first_seen, end, depth=1)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # alerts come from checks
 
-    @admin.action(description="Acknowledge selected alerts", permissions=["change"])
-    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
-        done = 0
-        for alert in queryset.filter(status="open"):
-            services.alert_acknowledge(alert=alert, by=request.user)
-            done += 1
-        self.message_user(request, f"{done} alerts acknowledged.", messages.SUCCESS)
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the history stays
 
-    @admin.action(description="Resolve selected alerts", permissions=["change"])
-    def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
-        done = 0
-        for alert in queryset.exclude(status="resolved"):
-            services.alert_resolve(alert=alert, by=request.user, note="resolved in the console")
-            done += 1
-        self.message_user(request, f"{done} alerts resolved.", messages.SUCCESS)
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [path("runbook/", wrap(lambda r: views.runbook(r, model_admin=self)), name="health_runbook"),
+                *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        return super().changelist_view(request, {**(extra_context or {}),
+                                                 "runbook_url": reverse("admin:health_runbook")})
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        alert = self.get_object(request, unquote(object_id))
+        extra = dict(extra_context or {})
+        if alert is not None and self.has_view_or_change_permission(request, alert):
+            book = load_runbook()
+            anchor = anchor_for(component=alert.component, condition=alert.condition, anchors=book.anchors)
+            around = console_selectors.snapshots_around(alert=alert)
+            extra.update(
+                history=console_selectors.alert_history(alert=alert),
+                snapshots_first=around["first"], snapshots_last=around["last"],
+                snapshot_chart=_alert_chart(alert, around["first"] + around["last"]),
+                runbook_url=reverse("admin:health_runbook") + (f"#{anchor}" if anchor else ""),
+                runbook_title=book.titles.get(anchor or "", "Runbook"),
+                can_act=self.has_change_permission(request, alert),
+                can_silence=request.user.has_perm("health.add_silence"),
+                show_save=False, show_save_and_continue=False, show_save_and_add_another=False,
+                show_delete=False,
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    # Each action first shows a page asking for the note (why), then acts and reports.
+    @admin.action(description="Acknowledge selected alerts…", permissions=["change"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> HttpResponse | None:
+        form = AlertNoteForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            report = console_services.alerts_acknowledge(alerts=list(queryset), by=request.user,
+                                                         note=form.cleaned_data["note"])
+            self._report(request, "Acknowledged", report)
+            return None
+        return self._confirm(request, queryset, form, "acknowledge", "Acknowledge alerts",
+                             "Acknowledging says you are on it: the alert stays active until its condition "
+                             "clears or it is resolved.")
+
+    @admin.action(description="Resolve selected alerts…", permissions=["change"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> HttpResponse | None:
+        form = AlertNoteForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            report = console_services.alerts_resolve(alerts=list(queryset), by=request.user,
+                                                     note=form.cleaned_data["note"])
+            self._report(request, "Resolved", report)
+            return None
+        return self._confirm(request, queryset, form, "resolve", "Resolve alerts",
+                             "Resolving closes the alert now; if the condition is still present the next "
+                             "health check raises it again (reopened).")
+
+    @admin.action(description="Silence selected alerts for a while…", permissions=["silence"])
+    def silence(self, request: HttpRequest, queryset: QuerySet[Alert]) -> HttpResponse | None:
+        form = AlertSilenceForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            report = console_services.alerts_silence(alerts=list(queryset), by=request.user,
+                                                     reason=form.cleaned_data["reason"],
+                                                     duration=form.silence_for())
+            until = report.silences[0].ends_at if report.silences else None
+            self.message_user(request, (
+                f"Silenced {len(report.silences)} condition(s) until {until:%Y-%m-%d %H:%M} UTC: "
+                + ", ".join(f"{s.component}/{s.condition}" for s in report.silences)) if until else
+                "Nothing silenced.", messages.SUCCESS)
+            return None
+        return self._confirm(request, queryset, form, "silence", "Silence alerts",
+                             "A silence stops notifications (e-mail, webhook) for these components and "
+                             "conditions; the alerts are still recorded and shown here.")
+
+    def has_silence_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("health.add_silence")
+
+    def _confirm(self, request: HttpRequest, queryset: QuerySet[Alert], form: Any, action: str, title: str,
+                 explanation: str) -> TemplateResponse:
+        alerts = list(queryset.select_related("acknowledged_by")[:100])
+        context = {
+            **self.admin_site.each_context(request), "title": title, "opts": self.model._meta,
+            "form": form, "action": action, "alerts": alerts, "count": queryset.count(),
+            "explanation": explanation, "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/health/alert/action_confirm.html", context)
+
+    def _report(self, request: HttpRequest, verb: str, report: console_services.ActionReport) -> None:
+        done = ", ".join(f"{a.severity} {a.component}/{a.condition}" for a in report.done[:10])
+        text = f"{verb} {len(report.done)} alert(s)" + (f": {done}" if done else "") + "."
+        if report.skipped:
+            text += " Skipped " + ", ".join(f"{a.component}/{a.condition} ({why})" for a, why in report.skipped[:10])
+            text += "."
+        self.message_user(request, text, messages.SUCCESS if report.done else messages.WARNING)
 
 
+def _alert_chart(alert: Alert, snapshots: list[ComponentSnapshot]) -> Any:
+    if not snapshots:
+        return None
+    points = sorted({s.checked_at: s for s in snapshots}.items())
+    has_util = any(s.utilisation_pct is not None for _, s in points)
+    value = (lambda s: s.utilisation_pct) if has_util else (lambda s: s.latency_ms)
+    unit = "%" if has_util else " ms"
+    return line_chart(series=[Series(alert.component, [(at, value(s)) for at, s in points])],
+                      start=points[0][0], end=points[-1][0], unit=unit, y_max=100.0 if has_util else None,
+                      title=f"{alert.component} {'utilisation' if has_util else 'latency'} around this alert",
+                      height=180)
+
+
+# --- Silences and notifications -----------------------------------------------------------------------
 @admin.register(Silence)
 class SilenceAdmin(admin.ModelAdmin):
-    list_display = ("component", "condition", "starts_at", "ends_at", "reason", "created_by")
+    list_display = ("component", "condition", "starts_at", "ends_at", "active", "reason", "created_by")
+    list_select_related = ("created_by",)
     ordering = ("-ends_at",)
     fields = ("component", "condition", "starts_at", "ends_at", "reason")
+    actions = ("end_now",)
 
-    def save_model(self, request: HttpRequest, obj: Silence, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+    @admin.display(description="active", boolean=True)
+    def active(self, obj: Silence) -> bool:
+        now = timezone.now()
+        return obj.starts_at <= now < obj.ends_at
+
+    def save_model(self, request: HttpRequest, obj: Silence, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
         created = services.alert_silence(by=request.user, reason=obj.reason, ends_at=obj.ends_at,
                                          component=obj.component, condition=obj.condition, starts_at=obj.starts_at)
         obj.pk = created.pk
+
+    @admin.action(description="End the selected silences now", permissions=["change"])
+    def end_now(self, request: HttpRequest, queryset: QuerySet[Silence]) -> None:
+        ended = [services.alert_silence_end(silence=s, by=request.user)
+                 for s in queryset.filter(ends_at__gt=timezone.now())]
+        for silence in ended:
+            console_services.audit_log(by=request.user, obj=silence, message="Ended early")
+        self.message_user(request, f"Ended {len(ended)} silence(s).", messages.SUCCESS)
 
 
 @admin.register(AlertNotification)
@@ -85,3 +309,66 @@ class AlertNotificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- Drills ------------------------------------------------------------------------------------------
+@admin.register(DrillRun)
+class DrillRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "status_badge", "started_by", "created_at", "duration", "summary")
+    list_display_links = ("id", "kind")
+    list_filter = ("kind", "status")
+    list_select_related = ("started_by",)
+    ordering = ("-created_at",)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: DrillRun) -> str:
+        return badge("drill", obj.status)
+
+    @admin.display(description="duration")
+    def duration(self, obj: DrillRun) -> str:
+        if obj.started_at and obj.finished_at:
+            return f"{(obj.finished_at - obj.started_at).total_seconds():.1f} s"
+        return "–"
+
+    @admin.display(description="result")
+    def summary(self, obj: DrillRun) -> str:
+        r = obj.result or {}
+        if obj.error:
+            return obj.error[:120]
+        if obj.kind == "db_pool" and r:
+            return (f"{r['concurrency']} queries / pool {r['pool_max']}: {r['queued']} queued, "
+                    f"max wait {r['wait_ms']['max']:.0f} ms, {r['failed']} failed")
+        if obj.kind == "http_pool" and r:
+            return (f"{r['concurrency']}×{r['rounds']} requests: {r['pool']['connections_opened']:.0f} connections "
+                    f"opened, {r['connections_reused']} reused, {r['failed']} failed")
+        if obj.kind == "payment_timeout" and r:
+            return f"after timeouts: {r['after_submit']['status']}, finally {r['final_status']}"
+        if obj.kind == "log_test" and r:
+            delivered = sum(1 for h in r["handlers"] if h["delivered"])
+            return f"{delivered} of {len(r['handlers'])} handlers; {r['cloudwatch']['detail']}"
+        return ""
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a drill's record is what it found: nobody edits it
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [path("<int:run_id>/live/", wrap(lambda r, run_id: views.drill_live(r, run_id, model_admin=self)),
+                     name="health_drillrun_live"),
+                *super().get_urls()]
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        return views.drill_start(request, model_admin=self)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        run = self.get_object(request, unquote(object_id))
+        if run is None or not self.has_view_permission(request, run):
+            return super().change_view(request, object_id, form_url, extra_context)  # 404 or 403, as the admin does
+        return views.drill_detail(request, run, model_admin=self)

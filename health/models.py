@@ -184,3 +184,61 @@ class AlertNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.alert}"
+
+
+# --- Console drills ----------------------------------------------------------------------------
+class DrillKind(models.TextChoices):
+    DB_POOL = "db_pool", "Database pool stress"
+    HTTP_POOL = "http_pool", "HTTP pool (payment Session)"
+    PAYMENT_TIMEOUT = "payment_timeout", "Payment timeout"
+    LOG_TEST = "log_test", "Log test"
+
+
+class DrillStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+ACTIVE_DRILL_STATUSES = (DrillStatus.QUEUED, DrillStatus.RUNNING)
+
+
+class DrillRun(models.Model):
+    """One drill started from the console: what was asked, how far it got, and what it found.
+
+    At most one run of a kind is queued or running at a time (a partial unique index), so
+    a drill can never be started twice at once; a run past `deadline_at` is abandoned."""
+
+    kind = models.CharField(max_length=32, choices=DrillKind.choices)
+    status = models.CharField(max_length=16, choices=DrillStatus.choices, default=DrillStatus.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="{done, total, message} while it runs.")
+    result = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(help_text="A run still active after this is abandoned.")
+    ran_on = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that ran it.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind"], condition=Q(status__in=["queued", "running"]),
+                                    name="health_drill_one_active_per_kind"),
+        ]
+        indexes = [models.Index(fields=["-created_at"], name="health_drill_created")]
+        permissions = [
+            ("force_breaker", "Can force the payment gateway's circuit breaker open or closed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_DRILL_STATUSES

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from config.redis import get_redis
+from health.checks.base import Problem, Reading
+from health.models import SEVERITY_RANK, Alert, HealthCheckRun
+from health.services import health_check_run
+from tests.health.conftest import StubCheck
+
+GROUP_MIGRATION = importlib.import_module("health.migrations.0003_console_groups")
+PASSWORD = "pw-console-1"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ticks() -> Iterator[None]:
+    redis = get_redis()
+    for key in redis.scan_iter("payops:health:tick:*"):
+        redis.delete(key)
+    yield
+
+
+def ensure_groups() -> None:
+    """The groups as the data migration makes them (a transactional test's flush removes them)."""
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    if Group.objects.filter(name__in=list(GROUP_MIGRATION.GROUPS)).count() == len(GROUP_MIGRATION.GROUPS):
+        return
+    state = MigrationExecutor(connection).loader.project_state(("health", "0003_console_groups"))
+    GROUP_MIGRATION.create_groups(state.apps, None)
+
+
+@pytest.fixture
+def make_user(db, django_user_model) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
+    def make(group: str | None, *, username: str | None = None, staff: bool = True) -> Any:
+        ensure_groups()
+        user = django_user_model.objects.create_user(username=username or f"u-{group or 'none'}",
+                                                     password=PASSWORD, is_staff=staff)
+        if group:
+            from django.contrib.auth.models import Group
+
+            user.groups.add(Group.objects.get(name=group))
+        return user
+
+    return make
+
+
+def make_alert(*, severity: str = "warning", component: str = "database", condition: str = "pool_utilisation",
+               status: str = "open", age: timedelta = timedelta(minutes=10), last: timedelta = timedelta(0),
+               message: str = "", occurrences: int = 3) -> Alert:
+    now = timezone.now()
+    return Alert.objects.create(
+        component=component, condition=condition, severity=severity, severity_rank=SEVERITY_RANK[severity],
+        status=status, message=message or f"{component} {condition} ({severity})", first_seen=now - age,
+        last_seen=now - last, occurrences=occurrences, resolved_at=now if status == "resolved" else None,
+    )
+
+
+def stub_checks(*, db_pct: float = 45.0, http_pct: float = 30.0, latency_ms: float = 12.0,
+                db_error: bool = False) -> list[StubCheck]:
+    """Readings shaped like the real checks' figures, for runs made by hand."""
+    db_in_use = round(db_pct / 100 * 20)
+    database = Reading(
+        message=f"{db_in_use} of 20 pooled connections in use",
+        figures={"in_use": db_in_use, "idle": 20 - db_in_use, "max": 20, "waiting": 2 if db_pct > 80 else 0,
+                 "wait_ms": 340.0, "queued": 3, "acquire_errors": 1 if db_error else 0, "exhausted_503": 0,
+                 "errors": 1 if db_error else 0, "utilisation_pct": db_pct, "fullest": "web-1:101", "processes": 2,
+                 "server": {"total": 31, "max_connections": 100}},
+        utilisation={"pool_utilisation": db_pct},
+        problems=[Problem("pool_exhausted", "error", "1 database connection request timed out")] if db_error else [],
+    )
+    http_in_use = round(http_pct / 100 * 10)
+    payment_http = Reading(
+        message=f"{http_in_use} of 10 connections in use",
+        figures={"in_use": http_in_use, "idle": 10 - http_in_use, "max": 10, "waiting": 0, "requests": 40,
+                 "pool_full": 0, "errors": 0, "utilisation_pct": http_pct, "fullest": "web-1:101",
+                 "pools": [{"wait_ms": 12.5, "max_wait_ms": 4.0}]},
+        utilisation={"pool_utilisation": http_pct},
+    )
+    gateway = Reading(message="probe answered", figures={"latency_ms": latency_ms})
+    redis = Reading(message="ping 0.3 ms", figures={"latency_ms": 0.3, "in_use": 7, "used_memory": 2 << 20})
+    return [StubCheck("database", database), StubCheck("payment_http", payment_http),
+            StubCheck("gateway", gateway), StubCheck("redis", redis)]
+
+
+def make_run(*, at: datetime | None = None, **readings: Any) -> HealthCheckRun:
+    run = health_check_run(now=at or timezone.now(), checks=stub_checks(**readings))
+    assert run is not None
+    return run
+
+
+def make_history(*, minutes: int = 20, interval: int = 30) -> list[HealthCheckRun]:
+    """Runs every `interval` s over the last `minutes`, utilisation rising towards now."""
+    now = timezone.now()
+    steps = minutes * 60 // interval
+    return [make_run(at=now - timedelta(seconds=interval * (steps - i)),
+                     db_pct=30 + 55 * i / steps, http_pct=20 + 30 * (i % 5) / 4, latency_ms=10 + (i % 7) * 6)
+            for i in range(steps)]

@@ -1,0 +1,136 @@
+"""System Health: a card per component with bars coloured at the thresholds, the fleet against
+max_connections, history charts, recent alerts, unknown outcomes, and a plain stale banner."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from health import fleet
+from tests.console.conftest import make_alert, make_history, make_run
+
+pytestmark = pytest.mark.django_db
+SYSTEM = "/admin/health/healthcheckrun/system/"
+
+
+@pytest.fixture
+def viewer(client, make_user):  # type: ignore[no-untyped-def]
+    user = make_user("ops_viewer")
+    client.force_login(user)
+    return user
+
+
+def card(html: str, component: str) -> str:
+    match = re.search(rf'<article class="console-card[^"]*" data-component="{component}">(.*?)</article>', html, re.S)
+    assert match, component
+    return match.group(1)
+
+
+def test_cards_show_bars_coloured_at_the_thresholds_and_the_pool_figures(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    make_run(db_pct=85.0, http_pct=95.0, latency_ms=42.0)
+    html = client.get(reverse("admin:health_system")).content.decode()
+    assert reverse("admin:health_system") == SYSTEM
+    database = card(html, "database")
+    assert "console-level-warning" in database and "85.0%" in database and "(warning)" in database
+    assert 'style="width: 85.0%"' in database
+    assert 'style="left: 80%"' in database and 'style="left: 90%"' in database  # the threshold marks
+    for label, value in (("in use", "17"), ("idle", "3"), ("max", "20"), ("waiting", "2"), ("wait time", "340 ms"),
+                         ("timeouts", "0"), ("errors", "0")):
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in database, label
+    assert "server connections" in database and "console-level-ok" in database  # 31 of 100
+    payment = card(html, "payment_http")
+    assert "console-level-critical" in payment and "(critical)" in payment and "95.0%" in payment
+    assert "<dt>longest wait</dt><dd>4.0 ms</dd>" in payment
+    gateway = card(html, "gateway")
+    assert "<dd>42 ms</dd>" in gateway and "Breaker:" in gateway and "CLOSED" in gateway
+    assert "DEGRADED" in card(html, "database")
+
+
+def test_history_charts_are_server_side_svg_over_the_hour_or_the_day(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    make_history(minutes=10)
+    html = client.get(SYSTEM).content.decode()
+    assert html.count("<svg class=\"console-chart\"") == 2
+    assert "Pool utilisation, last hour" in html and "Gateway probe latency, last hour" in html
+    assert "database (" in html and "payment_http (" in html  # legend with the latest value
+    assert len(re.findall(r"<polyline ", html)) >= 3
+    assert "warning 80%" in html and "critical 90%" in html
+    day = client.get(SYSTEM + "?range=day").content.decode()
+    assert "Pool utilisation, last day" in day
+    live = client.get(reverse("admin:health_system_live") + "?range=day").content.decode()
+    assert "<html" not in live and "Pool utilisation, last day" in live and "data-component=\"database\"" in live
+
+
+def test_the_fleet_sums_every_process_pool_against_max_connections(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    docs = [
+        {"process": f"web-{i}:10{i}", "host": f"web-{i}", "pid": 100 + i, "role": "web", "at": fleet.time.time(),
+         "db": {"in_use": 4 + i, "idle": 2, "max": 20, "waiting": i, "size": 6 + i},
+         "http": [{"client": "payment", "host": "https://api.stripe.com:443", "in_use": 3, "max": 10, "waiting": 0}]}
+        for i in range(1, 4)
+    ]
+    for doc in docs:
+        fleet.write(doc)
+    try:
+        html = client.get(SYSTEM).content.decode()
+        fleet_table = html[html.index("Fleet: every process"):]
+        for doc in docs:
+            assert f"<td>{doc['host']}</td><td>{doc['pid']}</td>" in fleet_table
+        assert "5 / 2 / 20, 1 waiting" in fleet_table and "payment https://api.stripe.com:443: 3 / 10" in fleet_table
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW max_connections")
+            max_connections = int(cursor.fetchone()[0])
+        assert re.search(rf"may open <strong>{60 + 0}</strong> connections", fleet_table) or \
+            "may open <strong>" in fleet_table
+        assert f"max_connections <strong>{max_connections}</strong>" in fleet_table
+    finally:
+        for doc in docs:
+            fleet.forget(doc["process"])
+
+
+def test_recent_alerts_and_unknown_outcomes_are_on_the_page(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    from payments.models import Payment
+    from tests.payments.factories import make_client
+
+    make_run()
+    make_alert(severity="critical", component="gateway", condition="unreachable", message="probe failed: boom")
+    api_client, _ = make_client()
+    for amount, currency in ((1250, "usd"), (750, "usd"), (990, "eur")):
+        Payment.objects.create(client=api_client, idempotency_key=f"k{amount}", request_hash="h", amount=amount,
+                               currency=currency, payment_method="pm_card_visa", status="unknown")
+    html = client.get(SYSTEM).content.decode()
+    assert "gateway/unreachable" in html and "probe failed: boom" in html
+    unknown = html[html.index("Payments with an unknown outcome"):]
+    assert re.search(r"<td>USD</td>\s*<td><a [^>]*>2</a></td>\s*<td>20.00</td>", unknown)
+    assert re.search(r"<td>EUR</td>\s*<td><a [^>]*>1</a></td>\s*<td>9.90</td>", unknown)
+
+
+def test_it_refreshes_itself_and_says_plainly_when_the_data_is_stale(client, viewer, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.HEALTH_CHECK_INTERVAL = 30
+    make_run(at=timezone.now() - timedelta(seconds=30 * 3 + 5))
+    html = client.get(SYSTEM).content.decode()
+    assert 'data-live-interval="30"' in html and 'src="/static/console/live.js"' in html
+    assert "Stale data: no health check for 9" in html and "(limit 90 s, three intervals)" in html
+    assert "STALE" in client.get("/admin/").content.decode()
+    make_run()
+    fresh = client.get(reverse("admin:health_system_live")).content.decode()
+    assert "Stale data" not in fresh and "console-stale" not in fresh.split("Fleet")[0]
+
+
+def test_the_page_costs_the_same_queries_whatever_the_history(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    make_run()
+    for i in range(3):
+        make_alert(severity="warning", condition=f"c{i}")
+    client.get(SYSTEM)
+    with CaptureQueriesContext(connection) as small:
+        client.get(SYSTEM)
+    make_history(minutes=15)
+    for i in range(30):
+        make_alert(severity="error", condition=f"d{i}")
+    with CaptureQueriesContext(connection) as large:
+        client.get(SYSTEM)
+    assert len(large) == len(small) <= 20
