@@ -13,14 +13,12 @@ persistence off; a sandbox gateway lives exactly as long as its process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import socket
 
 from aiohttp import web
 
-from sandbox.procutil import exit_with_parent, write_ready_file
+from sandbox.procutil import wait_for_stop, write_ready_file
 
 
 def _disable_persistence() -> None:
@@ -77,13 +75,7 @@ async def serve(
     if ready_file:
         write_ready_file(ready_file, url)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if parent_pid:
-        exit_with_parent(parent_pid, stop)
     try:
-        await stop.wait()
+        await wait_for_stop(parent_pid)
     finally:
         await runner.cleanup()

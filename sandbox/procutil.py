@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 
 def write_ready_file(path: str, url: str) -> None:
@@ -29,3 +30,14 @@ def exit_with_parent(parent_pid: int, stop: asyncio.Event, interval: float = 0.5
             await asyncio.sleep(interval)
 
     return asyncio.get_running_loop().create_task(watch())
+
+
+async def wait_for_stop(parent_pid: int | None) -> None:
+    """Returns on SIGINT or SIGTERM, or when the parent process goes away."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if parent_pid:
+        exit_with_parent(parent_pid, stop)
+    await stop.wait()

@@ -397,22 +397,14 @@ async def serve(
     ready_file: str | None = None,
     parent_pid: int | None = None,
 ) -> None:
-    import signal
-
-    from sandbox.procutil import exit_with_parent, write_ready_file
+    from sandbox.procutil import wait_for_stop, write_ready_file
 
     proxy = ProxyServer(host, port, upstream_url, fast=fast)
     await proxy.start()
     print(f"sandbox proxy listening on {proxy.url} -> {upstream_url}", flush=True)
     if ready_file:
         write_ready_file(ready_file, proxy.url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if parent_pid:
-        exit_with_parent(parent_pid, stop)
     try:
-        await stop.wait()
+        await wait_for_stop(parent_pid)
     finally:
         await proxy.stop()
