@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import schemathesis
@@ -26,7 +27,7 @@ def api_key(gateway, settings) -> str:
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis_settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=list(HealthCheck))
 @pytest.mark.django_db(transaction=True)
 def test_api_answers_every_generated_request_within_its_contract(case, api_key: str) -> None:
     response = case.call(headers={"Authorization": f"Bearer {api_key}"})
