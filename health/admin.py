@@ -122,8 +122,8 @@ class ComponentSnapshotAdmin(admin.ModelAdmin):
 # --- Alerts -----------------------------------------------------------------------------------------
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ("severity_badge", "component", "condition", "status_badge", "message", "first_seen",
-                    "last_seen", "occurrences", "age", "acknowledged_by")
+    list_display = ("severity_badge", "component", "condition", "status_badge", "short_message", "first_seen_at",
+                    "last_seen_at", "occurrences", "age", "acknowledged_by")
     list_display_links = ("condition",)
     list_filter = ("severity", AlertStateFilter, ComponentFilter, ("last_seen", admin.DateFieldListFilter))
     search_fields = ("component", "condition", "message")
@@ -149,6 +149,19 @@ class AlertAdmin(admin.ModelAdmin):
     def status_badge(self, obj: Alert) -> str:
         return badge("alert", obj.status)
 
+    @admin.display(description="message")
+    def short_message(self, obj: Alert) -> str:
+        text = obj.message if len(obj.message) <= 90 else obj.message[:89] + "…"
+        return format_html('<span title="{}">{}</span>', obj.message, text)
+
+    @admin.display(description="first seen (UTC)", ordering="first_seen")
+    def first_seen_at(self, obj: Alert) -> str:
+        return _when(obj.first_seen)
+
+    @admin.display(description="last seen (UTC)", ordering="last_seen")
+    def last_seen_at(self, obj: Alert) -> str:
+        return _when(obj.last_seen)
+
     @admin.display(description="age", ordering="first_seen")
     def age(self, obj: Alert) -> str:
         end = obj.resolved_at or timezone.now()
@@ -166,7 +179,7 @@ class AlertAdmin(admin.ModelAdmin):
                 *super().get_urls()]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        return super().changelist_view(request, {**(extra_context or {}),
+        return super().changelist_view(request, {**(extra_context or {}), "title": "Alerts, worst first",
                                                  "runbook_url": reverse("admin:health_runbook")})
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
@@ -178,6 +191,7 @@ class AlertAdmin(admin.ModelAdmin):
             anchor = anchor_for(component=alert.component, condition=alert.condition, anchors=book.anchors)
             around = console_selectors.snapshots_around(alert=alert)
             extra.update(
+                title=f"Alert: {alert.severity} {alert.component}/{alert.condition}", subtitle=None,
                 history=console_selectors.alert_history(alert=alert),
                 snapshots_first=around["first"], snapshots_last=around["last"],
                 snapshot_chart=_alert_chart(alert, around["first"] + around["last"]),
@@ -253,6 +267,12 @@ class AlertAdmin(admin.ModelAdmin):
             text += " Skipped " + ", ".join(f"{a.component}/{a.condition} ({why})" for a, why in report.skipped[:10])
             text += "."
         self.message_user(request, text, messages.SUCCESS if report.done else messages.WARNING)
+
+
+def _when(at: Any) -> str:
+    """Compact UTC time: the hour alone today, the date too before."""
+    now = timezone.now()
+    return f"{at:%H:%M:%S}" if at.date() == now.date() else f"{at:%Y-%m-%d %H:%M}"
 
 
 def _alert_chart(alert: Alert, snapshots: list[ComponentSnapshot]) -> Any:

@@ -318,8 +318,8 @@ def snapshots_around(*, alert: Alert) -> dict[str, list[ComponentSnapshot]]:
         return list(reversed(before)) + after
 
     first = around(alert.first_seen)
-    last = around(alert.last_seen) if alert.last_seen - alert.first_seen > timedelta(
-        seconds=settings.HEALTH_CHECK_INTERVAL * SNAPSHOTS_AROUND) else []
+    shown = {s.pk for s in first}
+    last = [s for s in around(alert.last_seen) if s.pk not in shown]
     return {"first": first, "last": last}
 
 

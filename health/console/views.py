@@ -169,7 +169,8 @@ def drill_start(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> HttpR
 def drill_detail(request: HttpRequest, run: DrillRun, *, model_admin: admin.ModelAdmin) -> TemplateResponse:
     _require(request, "health.view_drillrun")
     return TemplateResponse(request, "admin/health/drillrun/detail.html",
-                            _context(model_admin, request, str(run), run=run, **_drill_context(run)))
+                            _context(model_admin, request, f"{run.get_kind_display()} #{run.pk}", run=run,
+                                     **_drill_context(run)))
 
 
 def drill_live(request: HttpRequest, run_id: int, *, model_admin: admin.ModelAdmin) -> TemplateResponse:
@@ -187,7 +188,7 @@ def _drill_context(run: DrillRun) -> dict[str, Any]:
     if run.kind == "db_pool" and result.get("queries"):
         chart = timeline_chart(title="Each query: waiting for a connection, then running", spans=[
             Span(f"query {q['index'] + 1}", q["asked_s"], q["got_s"], q["end_s"], bool(q["error"]))
-            for q in sorted(result["queries"], key=lambda q: q["asked_s"] + q["index"] * 1e-9)])
+            for q in sorted(result["queries"], key=lambda q: (q["got_s"], q["asked_s"]))])
     elif run.kind == "http_pool" and result.get("requests"):
         chart = timeline_chart(title="Each request, round by round (waits and work together)", spans=[
             Span(f"r{r['round']} #{r['index'] + 1}", r["asked_s"], r["asked_s"], r["end_s"], bool(r["error"]))
