@@ -95,6 +95,16 @@ def pg_connections(database: str) -> dict[str, int]:
     return {name: count for name, count in rows}
 
 
+def pg_backends(database: str) -> list[tuple]:
+    """(pid, application_name, state, query start, query) of the fleet's backends, for diagnosis."""
+    import psycopg
+
+    with psycopg.connect(host=PG[0], port=PG[1], user=PG_USER, dbname="postgres", autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pid, application_name, state, backend_start::text, left(query, 60) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name LIKE 'payops-%%' ORDER BY 2, 4", [database]).fetchall()
+
+
 # --- processes -----------------------------------------------------------------------------
 def child_env(*, database_url: str, redis_url: str, gateway_url: str, **overrides: str) -> dict[str, str]:
     env = dict(os.environ)

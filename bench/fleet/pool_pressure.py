@@ -143,6 +143,8 @@ def _leak_check(fleet: Fleet, timeout: float = 15.0) -> dict[str, Any]:
             server.get(role, 0) == p["size"] for role, p in pools.items()) and all(
             role in pools for role in server if role in ("payops-web", "payops-worker"))
         seen = {"pools": pools, "pg_stat_activity": server, "ok": ok}
+        if not ok:
+            seen["backends"] = common.pg_backends(fleet.database)
         if ok:
             return seen
     return seen
