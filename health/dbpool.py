@@ -32,8 +32,12 @@ def classify_db_error(exc: BaseException) -> str | None:
         # A pool that could not even grow to its maximum timed out because the server is
         # away, not because every connection is busy.
         pool = getattr(connections["default"], "pool", None)
-        if pool is not None and pool.get_stats().get("pool_size", 0) >= pool.max_size:
-            return POOL_EXHAUSTED
+        if pool is not None:
+            stats = pool.get_stats()
+            # Exhausted means every connection is lent out; right after the server dropped
+            # them the pool may still count them, but none is in use.
+            if stats.get("pool_size", 0) - stats.get("pool_available", 0) >= pool.max_size:
+                return POOL_EXHAUSTED
         return UNAVAILABLE
     from django.db import InterfaceError, OperationalError
 

@@ -27,8 +27,9 @@ CURRENCIES = frozenset(
 _SECRET_KEY = re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{8,}")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")
 _PM_TOKEN = re.compile(r"^pm_[A-Za-z0-9_]{1,250}$")
-# A card number stands alone (no digit right before or after) and starts with 1-9.
-_DIGIT_RUN = re.compile(r"(?<![\d])[1-9](?:[ -]?\d){11,17}(?![\d])")
+# A card number stands alone (no letter or digit right before or after: a hex id such as a
+# UUID can hold a Luhn-valid digit run) and starts with 1-9.
+_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])[1-9](?:[ -]?\d){11,17}(?![0-9A-Za-z])")
 
 
 class ApiError(Exception):

@@ -12,6 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from config.errors import error_response
+from health.dbpool import classify_db_error
 from payments import selectors, services
 from payments.api.ratelimit import rate_limit_check
 from payments.api.serializers import payment_to_dict, refund_to_dict
@@ -92,12 +93,16 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
         response = JsonResponse(claim.record.response_body, status=claim.record.response_status)
         response["Idempotent-Replayed"] = "true"
         return response
-    status, body, final = 500, {}, False
     try:
         status, body, final = run(claim.record)
-    finally:
-        services.idempotency_release(record=claim.record, status=status if final else None,
-                                     body=body if final else None)
+    except Exception as exc:
+        # With the database exhausted or away, releasing would wait for the pool once more
+        # and only delay the 503; the lease runs out by itself.
+        if classify_db_error(exc) is None:
+            services.idempotency_release(record=claim.record)
+        raise
+    services.idempotency_release(record=claim.record, status=status if final else None,
+                                 body=body if final else None)
     if status == 503:
         return _unavailable(body["error"]["code"], body["error"]["message"], body.pop("_retry_after", None))
     return JsonResponse(body, status=status)

@@ -187,3 +187,10 @@ def test_rate_limit_per_key_answers_429_with_retry_after(gateway, settings) -> N
     assert limited.json()["error"]["type"] == "rate_limit_error"
     assert int(limited["Retry-After"]) >= 1
     assert Api(other).get("/api/v1/payments").status_code == 200  # per key, not global
+
+
+def test_ids_with_digit_runs_inside_are_not_mistaken_for_cards(api: Api) -> None:
+    # 4242424242424242 passes Luhn; inside a hex id it is not a card number.
+    response = api.pay(metadata={"run": "ab4242424242424242cd"}, reference="4242424242424242x")
+    assert response.status_code == 201, response.content
+    assert api.pay(reference="card: 4242424242424242").status_code == 400
