@@ -133,6 +133,8 @@ _db.update(
         # The pool checks a connection before lending it, so a restarted server costs
         # no failed request once it is back.
         "CONN_HEALTH_CHECKS": True,
+        # Behind PgBouncer in transaction mode a named cursor cannot outlive its transaction.
+        "DISABLE_SERVER_SIDE_CURSORS": env_bool("DB_PGBOUNCER", False),
         "OPTIONS": {
             "application_name": f"payops-{PROCESS_ROLE}",
             "connect_timeout": 5,
