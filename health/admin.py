@@ -27,7 +27,6 @@ from health.console.forms import AlertNoteForm, AlertSilenceForm
 from health.console.runbook import anchor_for, load_runbook
 from health.models import Alert, AlertNotification, ComponentSnapshot, DrillRun, HealthCheckRun, Silence
 
-STATUS_TEXT = {"ok": "OK", "degraded": "DEGRADED", "down": "DOWN", "stale": "STALE", "unknown": "UNKNOWN"}
 
 
 def badge(kind: str, value: str, text: str | None = None) -> str:
@@ -36,20 +35,15 @@ def badge(kind: str, value: str, text: str | None = None) -> str:
                        text or value.replace("_", " ").upper())
 
 
-class _Filter(admin.SimpleListFilter):
-    """A filter with fixed choices: no SELECT DISTINCT over a large table on every page."""
+class AlertStateFilter(admin.SimpleListFilter):
+    """Fixed choices (no SELECT DISTINCT over a large table), with "active" for open or acknowledged."""
 
-    choices_fn: Any = None
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return list(type(self).choices_fn())
-
-
-class AlertStateFilter(_Filter):
     title = "status"
     parameter_name = "state"
-    choices_fn = staticmethod(lambda: [("active", "Active (open or acknowledged)"), ("open", "Open"),
-                                       ("acknowledged", "Acknowledged"), ("resolved", "Resolved")])
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("active", "Active (open or acknowledged)"), ("open", "Open"), ("acknowledged", "Acknowledged"),
+                ("resolved", "Resolved")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
         if self.value() == "active":
@@ -59,10 +53,14 @@ class AlertStateFilter(_Filter):
         return queryset
 
 
-class ComponentFilter(_Filter):
+class ComponentFilter(admin.SimpleListFilter):
+    """The components a health run measures, without reading them from the (large) table."""
+
     title = "component"
     parameter_name = "component"
-    choices_fn = staticmethod(lambda: [(name, name) for name in console_selectors.component_names()])
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(name, name) for name in console_selectors.component_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(component=self.value()) if self.value() else queryset
@@ -126,7 +124,7 @@ class AlertAdmin(admin.ModelAdmin):
                     "last_seen_at", "occurrences", "age", "acknowledged_by")
     list_display_links = ("condition",)
     list_filter = ("severity", AlertStateFilter, ComponentFilter, ("last_seen", admin.DateFieldListFilter))
-    search_fields = ("component", "condition", "message")
+    search_fields = ("=component", "=condition", "message")
     ordering = ("-severity_rank", "-last_seen")  # worst first, then the most recent
     list_select_related = ("acknowledged_by",)
     list_per_page = 50

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from health.console import selectors, services
-from health.console.charts import Threshold, line_chart, timeline_chart, Span
+from health.console.charts import Span, Threshold, line_chart, timeline_chart
 from health.console.forms import DRILL_FORMS, BreakerClearForm, BreakerForceForm
 from health.console.runbook import load_runbook
 from health.models import DrillRun
@@ -146,7 +146,7 @@ def drill_start(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> HttpR
         else:
             form = forms[kind] = DRILL_FORMS[kind](request.POST)
             if form.is_valid():
-                params = {k: v for k, v in form.cleaned_data.items()}
+                params = dict(form.cleaned_data)
                 try:
                     run = services.drill_start(kind=kind, params=params, by=request.user)
                 except services.DrillBusy as busy:

@@ -13,9 +13,33 @@ from health.checks.base import Problem, Reading
 from health.models import SEVERITY_RANK, Alert, HealthCheckRun
 from health.services import health_check_run
 from tests.health.conftest import StubCheck
+from tests.support.processes import celery_worker
 
 GROUP_MIGRATION = importlib.import_module("health.migrations.0003_console_groups")
 PASSWORD = "pw-console-1"
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _no_publisher_in_this_process() -> Iterator[None]:
+    """The console's requests must not start this process's pool-statistics publisher: its
+    live "web" document would stay in the fleet for the rest of the suite, where tests
+    count the fleet's processes."""
+    from django.core.signals import request_started
+
+    from health.apps import _start_publisher
+
+    disconnected = request_started.disconnect(dispatch_uid="health.fleet.publisher")
+    yield
+    if disconnected:
+        request_started.connect(_start_publisher, dispatch_uid="health.fleet.publisher")
+
+
+@pytest.fixture(scope="package")
+def console_worker(django_db_setup, django_db_blocker, sandbox, tmp_path_factory) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """A real Celery worker for the drills, stopped (and gone from the fleet) when the console's tests end."""
+    log = tmp_path_factory.mktemp("console-worker") / "worker.log"
+    with celery_worker(log=log, PAYMENT_GATEWAY_URL=sandbox.proxy_url) as proc:
+        yield proc
 
 
 @pytest.fixture(autouse=True)

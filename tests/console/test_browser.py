@@ -30,11 +30,20 @@ pytestmark = [
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop here
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    # Playwright's sync API keeps an event loop on this thread, which Django's ORM would take
+    # for async code; the test's own queries are plain synchronous ones.
+    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if saved is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved
 
 
 @pytest.fixture
@@ -140,7 +149,7 @@ def test_system_health_shows_bars_and_charts_and_refreshes_after_a_new_run(page)
     assert page.csp_errors == []
 
 
-def test_run_a_drill_and_watch_its_progress_and_result(page, worker) -> None:  # type: ignore[no-untyped-def]
+def test_run_a_drill_and_watch_its_progress_and_result(page, console_worker) -> None:  # type: ignore[no-untyped-def]
     page.goto("/admin/health/drillrun/add/")
     page.click("#toggle-nav-sidebar")
     shot(page, "drills", full=False)
