@@ -1,0 +1,36 @@
+"""Bounded versions of fleet scenarios 3 (gateway outage and flapping), 4 (answer lost after
+the charge) and 6 (Redis down): a real loopback fleet on the pytest test database.
+
+    DATABASE_TEST_NAME=test_payops_fleet2 REDIS_URL=redis://127.0.0.1:6379/10 \
+        .venv/bin/python -m pytest tests/fleet/test_scenarios.py -q
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connections
+
+from bench.fleet import common, gateway_outage
+from tests.payments.factories import make_client
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def _fleet_args(tmp_path) -> dict:  # type: ignore[no-untyped-def]
+    return {"redis_db": int(urlsplit(settings.REDIS_URL).path.strip("/") or 0), "log_dir": tmp_path / "fleet"}
+
+
+def _database() -> str:
+    return connections["default"].settings_dict["NAME"]
+
+
+def test_gateway_outage_and_flapping_open_the_breaker_fleet_wide_and_recover(tmp_path) -> None:
+    _, key = make_client()
+    with gateway_outage.fleet_for(_database(), **_fleet_args(tmp_path)) as fleet:
+        result = gateway_outage.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=28,
+                                    first_at=3, outage=7, flaps=2, gap=4)
+    print(gateway_outage.report(result))
+    assert result.ok, {k: v for k, v in result.checks.items() if not v}
