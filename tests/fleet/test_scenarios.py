@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from bench.fleet import common, gateway_outage
+from bench.fleet import common, gateway_outage, lost_answer
 from tests.payments.factories import make_client
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -33,4 +33,13 @@ def test_gateway_outage_and_flapping_open_the_breaker_fleet_wide_and_recover(tmp
         result = gateway_outage.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=28,
                                     first_at=3, outage=7, flaps=2, gap=4)
     print(gateway_outage.report(result))
+    assert result.ok, {k: v for k, v in result.checks.items() if not v}
+
+
+def test_answer_lost_after_charge_under_load_no_duplicates_ledger_equals_gateway(tmp_path) -> None:
+    _, key = make_client()
+    with lost_answer.fleet_for(_database(), **_fleet_args(tmp_path)) as fleet:
+        result = lost_answer.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=12,
+                                 probability=0.3)
+    print(lost_answer.report(result))
     assert result.ok, {k: v for k, v in result.checks.items() if not v}
