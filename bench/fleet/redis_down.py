@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""Scenario 6, Redis down mid-load: the TCP proxy in front of Redis drops every connection
+and refuses new ones for a while (the breaker's shared state, the rate limiter, the pool
+statistics and Celery's broker all go away at once), then listens again; no fleet process
+is restarted.
+
+Holds: no 500 and no connection error; payments keep flowing (201s all through the cut: each
+process falls back to its own breaker, and says so in its log); once Redis is back the
+processes say the breaker is shared again and every web process and the worker publish
+their pool statistics to Redis again; the ledger equals the gateway.
+
+    .venv/bin/python bench/fleet/redis_down.py [--seconds 35] [--outage-at 8] [--outage 15] [--clients 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.fleet import common  # noqa: E402
+from bench.fleet.common import Fleet, Load, Payer  # noqa: E402
+from bench.fleet.pool_pressure import Result  # noqa: E402
+
+TITLE = "6. Redis down mid-load"
+AMOUNT = 1100
+
+
+def fleet_for(database: str, *, redis_db: int = common.SCRIPT_REDIS_DB, log_dir: Path | None = None) -> Fleet:
+    return Fleet(database=database, redis_db=redis_db, web_workers=2, threads=4, celery_workers=1, log_dir=log_dir)
+
+
+def _log_count(fleet: Fleet, needle: str) -> dict[str, int]:
+    counts = {}
+    for name in fleet.procs:
+        try:
+            text = (fleet.log_dir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            continue
+        counts[name] = text.count(needle)
+    return counts
+
+
+def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float, outage_at: float,
+        outage: float, pause: float = 0.02) -> Result:
+    payer = Payer(fleet.base_urls, api_key, run_id)
+    load = Load()
+    marks: dict[str, float] = {}
+    fleet.wait_publishers(web=fleet.web_workers, worker=fleet.celery_workers)
+
+    def work(session, load: Load, i: int, running) -> None:  # type: ignore[no-untyped-def]
+        n = i
+        while running():
+            n += 1
+            payer.pay_once(session, load, common.new_key(), AMOUNT, n)
+            time.sleep(pause)
+
+    def outage_driver() -> None:
+        time.sleep(outage_at)
+        marks["cut"] = time.monotonic() - load.t0
+        fleet.redis_proxy.cut()
+        time.sleep(outage)
+        fleet.redis_proxy.restore()
+        marks["restored"] = time.monotonic() - load.t0
+        marks["restored_wall"] = time.time()
+
+    threading.Thread(target=outage_driver, daemon=True).start()
+    common.run_clients(clients, seconds, work, load)
+    hits = load.hits
+    cut, restored = marks["cut"], marks["restored"]
+    during = [h for h in hits if cut <= h.started < restored]
+    after = [h for h in hits if h.started >= restored]
+    # Longest stretch without a 201 answer while Redis was away.
+    ok_times = sorted(h.started + h.elapsed for h in hits if h.status == 201 and cut <= h.started + h.elapsed
+                      <= restored)
+    edges = [cut, *ok_times, restored]
+    longest_gap = max((b - a for a, b in zip(edges, edges[1:])), default=restored - cut)
+
+    # Publishing resumes: every web process and the worker write a fresh document after the restore.
+    fresh: list[dict[str, Any]] = []
+    resumed_after = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for base in fleet.base_urls:
+            try:
+                common.requests.get(f"{base}/health/live", timeout=2)
+            except common.requests.RequestException:
+                pass
+        fresh = [d for d in fleet.fleet_docs() if d["at"] > marks["restored_wall"]]
+        roles = [d["role"] for d in fresh]
+        if roles.count("web") >= fleet.web_workers and roles.count("worker") >= fleet.celery_workers:
+            resumed_after = time.time() - marks["restored_wall"]
+            break
+        time.sleep(0.5)
+
+    unfinished = sorted({h.idem for h in hits if h.status != 201})
+    final = common.retry_until_final(payer, unfinished, AMOUNT, timeout=40.0)
+    left = common.settle_all(fleet, run_id, timeout=40.0)
+    ledger = common.ledger_check(fleet.sandbox, run_id, hits + list(final.values()))
+    fallback = _log_count(fleet, '"category":"circuit_fallback"')
+    restored_log = _log_count(fleet, '"category":"circuit_shared_restored"')
+    web_names = [n for n in fleet.procs if n.startswith("web")]
+    r = Result()
+    r.figures = {
+        "clients": clients, "seconds": seconds, "cut_at_s": round(cut, 1), "outage_s": round(restored - cut, 1),
+        "requests": len(hits), "by_status": common.status_counts(hits),
+        "during_outage": common.status_counts(during), "after_restore": common.status_counts(after),
+        "p50_p99_during_ms": (round(common.pct([h.elapsed for h in during], 50) * 1000),
+                              round(common.pct([h.elapsed for h in during], 99) * 1000)) if during else None,
+        "p50_p99_before_ms": (round(common.pct([h.elapsed for h in hits if h.started < cut], 50) * 1000),
+                              round(common.pct([h.elapsed for h in hits if h.started < cut], 99) * 1000)),
+        "longest_gap_without_201_s": round(longest_gap, 2),
+        "codes_non_2xx": sorted({h.code for h in hits if h.status >= 300}),
+        "fallback_logged": fallback, "shared_again_logged": restored_log,
+        "publishing_resumed_after_s": None if resumed_after is None else round(resumed_after, 1),
+        "fresh_docs": sorted(d["role"] for d in fresh),
+        "unfinished_retried": len(unfinished), "retried_final": common.status_counts(list(final.values())),
+        "left_unsettled": len(left), "ledger": {k: (len(v) if isinstance(v, list) else v) for k, v in ledger.items()},
+    }
+    r.checks = {
+        "no 500": not any(h.status >= 500 and h.status != 503 for h in hits),
+        "no connection errors": not any(h.status == 0 for h in hits),
+        "payments keep flowing while Redis is away (201s, no gap > 3 s)": any(h.status == 201 for h in during)
+        and longest_gap <= 3.0,
+        "every payment sent while Redis is away answers 201": bool(during) and all(h.status == 201 for h in during),
+        "web processes fell back to their own breaker (logged)": any(fallback.get(n, 0) for n in web_names),
+        "breaker shared again after the restore (logged)": all(restored_log.get(n, 0) >= fallback.get(n, 0) > 0
+                                                               or fallback.get(n, 0) == 0 for n in web_names),
+        "pool statistics published again (every web process and the worker)": resumed_after is not None,
+        "all 201 after the restore": bool(after) and all(h.status == 201 for h in after),
+        "no payment lost or duplicated (ledger = gateway)": common.ledger_ok(ledger),
+    }
+    return r
+
+
+def report(r: Result) -> str:
+    f = r.figures
+    lines = [
+        f"{f['clients']} clients create payments for {f['seconds']} s through 2 gunicorn workers (plus a Celery "
+        f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis drops every connection and refuses new "
+        f"ones for {f['outage_s']} s (breaker state, rate limiter, pool statistics, Celery broker), then listens "
+        "again.",
+        "", "| figure | value |", "|---|---|",
+        f"| requests | {f['requests']} |", f"| by status | {f['by_status']} |",
+        f"| sent while Redis was away / after, by status | {f['during_outage']} / {f['after_restore']} |",
+        f"| latency p50 / p99 before / during | {f['p50_p99_before_ms']} / {f['p50_p99_during_ms']} ms |",
+        f"| longest stretch without a 201 while Redis was away | {f['longest_gap_without_201_s']} s |",
+        f"| non-2xx codes | {', '.join(f['codes_non_2xx']) or '-'} |",
+        f"| \"own breaker\" / \"shared again\" log lines by process | {f['fallback_logged']} / "
+        f"{f['shared_again_logged']} |",
+        f"| pool statistics of every process in Redis again after | {f['publishing_resumed_after_s']} s "
+        f"({f['fresh_docs']}) |",
+        f"| keys not 201 under load, retried | {f['unfinished_retried']} → {f['retried_final']} |",
+        f"| still unsettled at the end | {f['left_unsettled']} |",
+        f"| ledger | {f['ledger']} |",
+        "", "| target | verdict |", "|---|---|",
+        *[f"| {name} | {common.verdict(ok)} |" for name, ok in r.checks.items()],
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=35)
+    parser.add_argument("--outage-at", type=float, default=8)
+    parser.add_argument("--outage", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--database", default="payops_fleet")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    common.prepare_database(args.database)
+    common.setup_django_for_script(args.database)
+    from payments.services import api_key_create
+
+    _, api_key = api_key_create(name=f"fleet-{common.new_key()[:8]}")
+    with fleet_for(args.database) as fleet:
+        result = run(fleet, api_key=api_key, run_id=common.new_run_id(), clients=args.clients, seconds=args.seconds,
+                     outage_at=args.outage_at, outage=args.outage)
+    text = report(result)
+    print(text)
+    if not args.no_write:
+        common.write_section(TITLE, text)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
