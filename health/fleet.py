@@ -152,16 +152,24 @@ def _publish_loop() -> None:
             pool_stats_publish()
         except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure
             if not failing:
-                logger.warning(
-                    "pool statistics not published: %s", exc.__class__.__name__,
-                    extra={"category": "fleet_publish_failed", "process": process_id()},
-                )
+                # "process" is a LogRecord attribute: as an extra key it made logging raise
+                # here and killed this thread for good on the first Redis outage.
+                _log_quietly(logging.WARNING, "pool statistics not published: %s", exc.__class__.__name__,
+                             extra={"category": "fleet_publish_failed", "fleet_process": process_id()})
             failing = True
         else:
             if failing:
-                logger.info("pool statistics published again", extra={"category": "fleet_publish_restored"})
+                _log_quietly(logging.INFO, "pool statistics published again",
+                             extra={"category": "fleet_publish_restored"})
             failing = False
         _stop.wait(interval)
+
+
+def _log_quietly(level: int, message: str, *args: Any, extra: dict[str, Any]) -> None:
+    try:
+        logger.log(level, message, *args, extra=extra)
+    except Exception:  # noqa: BLE001 - a logging failure must not end the publisher
+        pass
 
 
 def forget_self() -> None:

@@ -511,7 +511,7 @@ def alert_from_breaker_transition(*, old: str, new: str, snapshot: Any) -> None:
     writes from a thread with a connection of its own instead, so that a rollback of the
     caller's work cannot take the alert with it."""
     if new == "open":
-        severity, message = breaker_open_finding(snapshot)
+        severity, message = breaker_open_finding(snapshot, old=old)
 
         def work() -> None:
             alert_raise(component="gateway", condition="circuit_open", severity=severity, message=message,
@@ -533,11 +533,14 @@ def alert_from_breaker_transition(*, old: str, new: str, snapshot: Any) -> None:
         logger.exception("breaker alert not recorded", extra={"category": "alert_error"})
 
 
-def breaker_open_finding(snapshot: Any) -> tuple[str, str]:
+def breaker_open_finding(snapshot: Any, *, old: str = "closed") -> tuple[str, str]:
     """Severity and message of an open breaker; an open forced by ops is only a warning."""
     if snapshot.forced:
         return Severity.WARNING, f"circuit breaker forced open by {snapshot.forced.get('by')}: " \
                                  f"{snapshot.forced.get('reason')}"
+    if old == "half_open":
+        return Severity.ERROR, f"circuit breaker open again: the half-open probe failed; next try in " \
+                               f"{snapshot.retry_after:.0f} s"
     failed = f"{snapshot.failures} of {snapshot.calls} calls failed; " if snapshot.calls >= 0 else ""
     return Severity.ERROR, f"circuit breaker open: {failed}next try in {snapshot.retry_after:.0f} s"
 
