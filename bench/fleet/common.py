@@ -260,6 +260,28 @@ class Fleet:
         raw = client.hgetall("payops:breaker:{gateway}:state")
         return {k.decode(): v.decode() for k, v in raw.items()}
 
+    def own_pids(self) -> set[int]:
+        """Pids of this fleet's processes and their children (gunicorn workers): other
+        processes on the same Redis (a test session's own worker) publish beside them."""
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                parents[int(stat.parent.name)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        own = {proc.pid for proc in self.procs.values()}
+        grew = True
+        while grew:
+            children = {pid for pid, ppid in parents.items() if ppid in own} - own
+            grew = bool(children)
+            own |= children
+        return own
+
+    def own_docs(self) -> list[dict[str, Any]]:
+        pids = self.own_pids()
+        return [d for d in self.fleet_docs() if d.get("pid") in pids]
+
     def wait_publishers(self, *, web: int, worker: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Until `web` web and `worker` worker processes publish (requests wake web publishers)."""
         deadline = time.monotonic() + timeout
@@ -270,7 +292,7 @@ class Fleet:
                     requests.get(f"{base}/health/live", timeout=2)
                 except requests.RequestException:
                     pass
-            docs = self.fleet_docs()
+            docs = self.own_docs()
             roles = [d["role"] for d in docs if time.time() - d["at"] < 5]
             if roles.count("web") >= web and roles.count("worker") >= worker:
                 return docs
