@@ -220,7 +220,8 @@ def render(rows: list[dict], page_counts: dict[str, dict[int, int]], sizes: dict
         SECTION, "",
         f"- Date: {now:%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs; Linux {platform.release()}; Python {platform.python_version()}, "
-        f"Django {django.get_version()}; PostgreSQL and Redis on the same machine, loopback only",
+        f"Django {django.get_version()}; PostgreSQL and Redis on the same machine, loopback only; load average "
+        f"{os.getloadavg()[0]:.2f} at the end (the machine is shared: other work runs beside the bench)",
         f"- Command: `.venv/bin/python bench/console_bench.py --requests {args.requests}` "
         f"(whole run {elapsed:.0f} s" + (f", seeding {sum(seeded.values()):.0f} s" if seeded else ", data already seeded")
         + ")",
@@ -257,6 +258,18 @@ def render(rows: list[dict], page_counts: dict[str, dict[int, int]], sizes: dict
                 "table. System Health reads the latest run's snapshots by the run's unique index and averages the "
                 "history per 30 s (hour) or 5 min (day) bucket inside PostgreSQL with `date_bin` over the "
                 "`checked_at` index, so it reads no snapshot row into Python besides the latest run's."]
+    payments = next(r for r in rows if r["name"] == "payment list")
+    if "DISTINCT" in payments["slowest_sql"]:
+        lines += ["", f"The payment list has the thinnest margin: its slowest query ({payments['slowest_sql_ms']:.0f} ms) "
+                      "is the `SELECT DISTINCT currency` behind its currency filter (`list_filter` in "
+                      "payments/admin.py), which reads all 1M rows on every page; the `COUNT(*)` for the paginator "
+                      "is the next. A currency filter with fixed choices would take the first away. On this 2-CPU "
+                      "machine its p95 varies between runs by tens of milliseconds around 250-310 ms."]
+    search = next(r for r in rows if r["name"] == "alert list, search")
+    lines += ["", f"The alert search (p95 {search['p95']:.0f} ms): a piece of a message is a "
+                  "case-insensitive `LIKE` over all 100k alerts (the whole term at once, not once per word), run twice "
+                  "(the paginator's count and the page); component and condition are matched exactly. A trigram "
+                  "index on the message (pg_trgm) would be the next step if alert history grows further."]
     return "\n".join(lines) + "\n"
 
 

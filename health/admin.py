@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -125,6 +125,7 @@ class AlertAdmin(admin.ModelAdmin):
     list_display_links = ("condition",)
     list_filter = ("severity", AlertStateFilter, ComponentFilter, ("last_seen", admin.DateFieldListFilter))
     search_fields = ("=component", "=condition", "message")
+    search_help_text = "A component or condition (exact), or a piece of an alert's message."
     ordering = ("-severity_rank", "-last_seen")  # worst first, then the most recent
     list_select_related = ("acknowledged_by",)
     list_per_page = 50
@@ -164,6 +165,14 @@ class AlertAdmin(admin.ModelAdmin):
     def age(self, obj: Alert) -> str:
         end = obj.resolved_at or timezone.now()
         return timesince(obj.first_seen, end, depth=1)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Alert],
+                           search_term: str) -> tuple[QuerySet[Alert], bool]:
+        """The whole term at once: one pass over the messages, not one per word (100k alerts and more)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(component=term) | Q(condition=term) | Q(message__icontains=term)), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # alerts come from checks

@@ -77,8 +77,9 @@ def _live_context(request: HttpRequest) -> dict[str, Any]:
                                     unit=" ms", title=f"Gateway probe latency, {label} "
                                                       f"(mean per {history['bucket']} s)"),
         "range": range_name,
-        "recent_alerts": selectors.recent_alerts(),
-        "unknown_payments": selectors.unknown_payments(),
+        # Each model's data only for those allowed to view it.
+        "recent_alerts": selectors.recent_alerts() if request.user.has_perm("health.view_alert") else [],
+        "unknown_payments": selectors.unknown_payments() if request.user.has_perm("payments.view_payment") else [],
         "warning_threshold": settings.ALERT_WARNING_THRESHOLD,
         "critical_threshold": settings.ALERT_CRITICAL_THRESHOLD,
         "interval": settings.HEALTH_CHECK_INTERVAL,

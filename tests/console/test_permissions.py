@@ -161,3 +161,26 @@ def test_an_admin_forces_the_breaker_and_it_is_recorded(client, make_user, targe
         assert LogEntry.objects.filter(user=admin_user, change_message__contains="gateway back").exists()
     finally:
         breaker.reset()
+
+
+def test_system_health_shows_no_alert_or_payment_data_without_their_view_permission(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import Permission
+
+    from tests.payments.factories import make_client
+
+    user = make_user(None, username="health-only")
+    user.user_permissions.add(Permission.objects.get(codename="view_healthcheckrun"))
+    make_run()
+    make_alert(severity="critical", component="gateway", condition="unreachable", message="secret-ish detail")
+    api_client, _ = make_client()
+    from payments.models import Payment
+
+    Payment.objects.create(client=api_client, idempotency_key="k", request_hash="h", amount=500, currency="usd",
+                           payment_method="pm_card_visa", status="unknown")
+    client.force_login(user)
+    html = client.get(reverse("admin:health_system")).content.decode()
+    assert "data-component=\"database\"" in html
+    assert "secret-ish detail" not in html and "Active alerts" not in html
+    assert "Payments with an unknown outcome" not in html
+    assert b"Operations status" in client.get(reverse("admin:index")).content  # the overall status, no counts
+    assert b"console-count-n" not in client.get(reverse("admin:index")).content
