@@ -118,7 +118,24 @@ def test_work_the_alerts_from_the_index_to_acknowledged(page) -> None:  # type: 
     assert page.csp_errors == []
 
 
-def test_system_health_shows_bars_and_charts_and_refreshes_after_a_new_run(page) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def web_processes() -> Iterator[None]:
+    """Two web processes' published pools beside the real worker's, for the fleet table."""
+    from health import fleet
+
+    docs = [{"process": f"web-{i}:{4100 + i}", "host": f"web-{i}", "pid": 4100 + i, "role": "web", "at": time.time(),
+             "db": {"in_use": 3 + 4 * i, "idle": 4, "max": 20, "waiting": i - 1, "size": 7 + 4 * i},
+             "http": [{"client": "payment", "host": "https://api.stripe.com:443", "in_use": 2 * i, "max": 10,
+                       "waiting": 0}]} for i in (1, 2)]
+    for doc in docs:
+        fleet.write(doc)
+    yield
+    for doc in docs:
+        fleet.forget(doc["process"])
+
+
+def test_system_health_shows_bars_and_charts_and_refreshes_after_a_new_run(page, console_worker,  # type: ignore[no-untyped-def]
+                                                                          web_processes) -> None:
     page.goto("/admin/health/healthcheckrun/system/")
     page.click("#toggle-nav-sidebar")
     make_history(minutes=40)
@@ -130,6 +147,13 @@ def test_system_health_shows_bars_and_charts_and_refreshes_after_a_new_run(page)
     assert page.locator("article[data-component=payment_http] .console-bar-fill.console-level-warning").count() == 1
     assert page.locator("svg.console-chart polyline").count() >= 3
     assert page.locator(".console-stale").count() == 0
+    fleet_rows = page.locator("section[aria-label=Fleet] tbody tr")
+    deadline = time.monotonic() + 15
+    while fleet_rows.count() < 3 and time.monotonic() < deadline:  # the worker publishes every few seconds
+        page.wait_for_timeout(500)
+        page.reload()
+    assert {"web-1", "web-2"} <= set(page.locator("section[aria-label=Fleet] tbody td:nth-child(2)").all_inner_texts())
+    assert "worker" in page.locator("section[aria-label=Fleet] tbody").inner_text()
     page.evaluate("window.__notReloaded = true")
     shot(page, "system-health")
 
