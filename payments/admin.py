@@ -84,7 +84,10 @@ class PaymentAdmin(admin.ModelAdmin):
     def settle_now(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         settled = 0
         for payment in queryset.filter(status__in=["unknown", "processing"])[:100]:
-            if services.payment_settle(payment_id=payment.id).status not in {"unknown", "processing"}:
+            result = services.payment_settle(payment_id=payment.id)
+            # The admin's own log is the audit trail: who asked, when, and what came of it.
+            self.log_change(request, payment, f"Settle now: {payment.status} -> {result.status}")
+            if result.status not in {"unknown", "processing"}:
                 settled += 1
         self.message_user(request, f"{settled} payment(s) settled.", messages.SUCCESS)
 
@@ -111,4 +114,5 @@ class ApiClientAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
         for client in queryset.filter(is_active=True):
             services.api_key_revoke(client=client)
+            self.log_change(request, client, "Revoked the API key")
         self.message_user(request, "Revoked.", messages.SUCCESS)

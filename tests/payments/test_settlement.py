@@ -91,5 +91,9 @@ def test_admin_shows_unknown_outcomes_and_settles_them(gateway, client) -> None:
                            follow=True)
     assert b"1 payment(s) settled" in response.content
     assert Payment.objects.get(pk=payment_id).status == "succeeded"
+    from django.contrib.admin.models import LogEntry
+
+    entry = LogEntry.objects.get(object_id=payment_id)
+    assert entry.user == admin and "unknown -> succeeded" in entry.get_change_message()
     detail = client.get(f"/admin/payments/payment/{payment_id}/change/")
     assert detail.status_code == 200 and b"bad_response" in detail.content  # the attempts, read-only
