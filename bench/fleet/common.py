@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
 import requests  # noqa: E402
 
 from sandbox.harness import SandboxStack  # noqa: E402
+from tests.support.processes import wait_http  # noqa: E402
 from tests.support.tcpproxy import TcpProxy  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -300,17 +301,14 @@ class Fleet:
         raise TimeoutError(f"publishers: wanted web={web} worker={worker}, saw {[d['role'] for d in docs]}")
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
+def script_api_key(database: str) -> str:
+    """A script's set-up: its own database, Django pointed at it, and a fresh API key."""
+    prepare_database(database)
+    setup_django_for_script(database)
+    from payments.services import api_key_create
+
+    _, api_key = api_key_create(name=f"fleet-{new_key()[:8]}")
+    return api_key
 
 
 # --- load ----------------------------------------------------------------------------------

@@ -117,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="payops_fleet")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    common.prepare_database(args.database)
-    common.setup_django_for_script(args.database)
-    from payments.services import api_key_create
-
-    _, api_key = api_key_create(name=f"fleet-{common.new_key()[:8]}")
+    api_key = common.script_api_key(args.database)
     with fleet_for(args.database) as fleet:
         result = run(fleet, api_key=api_key, run_id=common.new_run_id(), clients=args.clients, seconds=args.seconds,
                      probability=args.probability)

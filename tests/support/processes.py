@@ -52,7 +52,7 @@ def gunicorn(*, workers: int = 1, threads: int = 8, log: Path | None = None, **e
     proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env(PROCESS_ROLE="web", **env), stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{base}/health/live", proc)
+        wait_http(f"{base}/health/live", proc)
         yield base
     finally:
         _stop(proc)
@@ -74,7 +74,7 @@ def celery_worker(*, concurrency: int = 4, log: Path | None = None, **env: str) 
         _stop(proc)
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
