@@ -15,6 +15,7 @@ its own Redis database number. Nothing here imports pytest.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -458,6 +459,27 @@ def write_section(title: str, body: str, path: Path = RELIABILITY_DOC) -> None:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
+
+
+def verdict_lines(checks: dict[str, bool]) -> list[str]:
+    """The closing table of every scenario's report: each target, met or missed."""
+    return ["", "| target | verdict |", "|---|---|", *[f"| {name} | {verdict(ok)} |" for name, ok in checks.items()]]
+
+
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A scenario script's parser, with the options every script shares."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", default="payops_fleet")
+    parser.add_argument("--no-write", action="store_true", help="print the figures only")
+    return parser
+
+
+def script_finish(title: str, text: str, *, ok: bool, write: bool) -> int:
+    """Print the report, put it in docs/reliability.md unless told not to; exit status."""
+    print(text)
+    if write:
+        write_section(title, text)
+    return 0 if ok else 1
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

@@ -15,7 +15,6 @@ the gateway/circuit_open alert was raised during the outage and is resolved at t
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import threading
@@ -201,14 +200,13 @@ def report(r: Result) -> str:
         f"| gateway/circuit_open alerts | {f['alerts']} |",
         f"| still unsettled at the end | {f['left_unsettled']} |",
         f"| ledger | {f['ledger']} |", f"| sandbox faults applied | {f['sandbox']} |",
-        "", "| target | verdict |", "|---|---|",
-        *[f"| {name} | {common.verdict(ok)} |" for name, ok in r.checks.items()],
+        *common.verdict_lines(r.checks),
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.script_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=50)
     parser.add_argument("--first-at", type=float, default=6)
     parser.add_argument("--outage", type=float, default=12)
@@ -216,18 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=10)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--kind", default="http_503", choices=["http_503", "refuse"])
-    parser.add_argument("--database", default="payops_fleet")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     api_key = common.script_api_key(args.database)
     with fleet_for(args.database) as fleet:
         result = run(fleet, api_key=api_key, run_id=common.new_run_id(), clients=args.clients, seconds=args.seconds,
                      first_at=args.first_at, outage=args.outage, flaps=args.flaps, gap=args.gap, kind=args.kind)
-    text = report(result)
-    print(text)
-    if not args.no_write:
-        common.write_section(TITLE, text)
-    return 0 if result.ok else 1
+    return common.script_finish(TITLE, report(result), ok=result.ok, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ fleet settled, none is unknown and the ledger equals the gateway.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -117,30 +116,23 @@ def report(r: Result) -> str:
         f"| keys not 201 under load, retried | {f['unfinished_retried']} → {f['retried_final']} |",
         f"| still unsettled at the end | {f['left_unsettled']} |",
         f"| ledger | {f['ledger']} |",
-        "", "| target | verdict |", "|---|---|",
-        *[f"| {name} | {common.verdict(ok)} |" for name, ok in r.checks.items()],
+        *common.verdict_lines(r.checks),
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.script_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--outage-at", type=float, default=10)
     parser.add_argument("--outage", type=float, default=5)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--database", default="payops_fleet")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     api_key = common.script_api_key(args.database)
     with fleet_for(args.database) as fleet:
         result = run(fleet, api_key=api_key, run_id=common.new_run_id(), clients=args.clients,
                      seconds=args.seconds, outage_at=args.outage_at, outage=args.outage)
-    text = report(result)
-    print(text)
-    if not args.no_write:
-        common.write_section(TITLE, text)
-    return 0 if result.ok else 1
+    return common.script_finish(TITLE, report(result), ok=result.ok, write=not args.no_write)
 
 
 if __name__ == "__main__":

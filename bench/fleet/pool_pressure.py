@@ -12,7 +12,6 @@ application_name); every payment a client retried with its key ends succeeded, c
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass, field
@@ -177,31 +176,24 @@ def report(r: Result) -> str:
         f"| payments not 201 under load, retried with their key | {f['unfinished_retried']} → "
         f"{f['retried_final']} |",
         f"| ledger | {f['ledger']} |",
-        "", "| target | verdict |", "|---|---|",
-        *[f"| {name} | {common.verdict(ok)} |" for name, ok in r.checks.items()],
+        *common.verdict_lines(r.checks),
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.script_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--db-max", type=int, default=5)
     parser.add_argument("--acquire-ms", type=int, default=1000)
     parser.add_argument("--hold-ms", type=int, default=500)
-    parser.add_argument("--database", default="payops_fleet")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     api_key = common.script_api_key(args.database)
     clients = 10 * args.db_max
     with fleet_for(args.database, db_max=args.db_max, acquire_ms=args.acquire_ms, clients=clients) as fleet:
         result = run(fleet, api_key=api_key, run_id=common.new_run_id(), clients=clients, seconds=args.seconds,
                      hold_ms=args.hold_ms, acquire_ms=args.acquire_ms)
-    text = report(result)
-    print(text)
-    if not args.no_write:
-        common.write_section(TITLE, text)
-    return 0 if result.ok else 1
+    return common.script_finish(TITLE, report(result), ok=result.ok, write=not args.no_write)
 
 
 if __name__ == "__main__":
