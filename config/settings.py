@@ -183,10 +183,23 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)  # s
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150, minimum=1)  # s
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-# Redelivery of an unacknowledged task waits for this; it must outlast the longest task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}  # s
+# s a task taken by a worker stays invisible to the others: when a whole worker dies (kill -9,
+# a lost host) its unacknowledged tasks go back to the queue only after this. It must outlast
+# the longest task and the longest countdown a worker holds (checked below with the settlement
+# delays), or a task still running or waiting would be delivered a second time.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)  # s
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Every worker looks for timed-out tasks every this many s (kombu's default, 10 s x a
+    # throttle of 10, would add up to 100 s to a redelivery); a restarted worker looks at once.
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 10)),  # s
+    "unacked_restore_throttle": 1,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "payops"
+# Beat stamps each message with its tick, so that no tick runs twice (config/ticks.py).
+CELERY_BEAT_SCHEDULER = "config.ticks:TickScheduler"
+PAYMENT_SETTLE_SWEEP_INTERVAL = env_int("PAYMENT_SETTLE_SWEEP_INTERVAL", 60, minimum=1)  # s
 CELERY_BEAT_SCHEDULE = {
     "health-check": {
         "task": "health.tasks.health_check_run",
@@ -197,8 +210,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE["payment-settle-sweep"] = {
     "task": "payments.tasks.payment_settle_sweep",
-    "schedule": 60.0,  # s
-    "options": {"expires": 50.0},
+    "schedule": float(PAYMENT_SETTLE_SWEEP_INTERVAL),
+    "options": {"expires": max(1.0, PAYMENT_SETTLE_SWEEP_INTERVAL - 10.0)},  # s, before the next one
 }
 require(
     CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT,
@@ -233,7 +246,20 @@ BREAKER_WINDOW = env_int("BREAKER_WINDOW", 30, minimum=1)  # s, sliding window
 BREAKER_OPEN_SECONDS = env_ms("BREAKER_OPEN_MS", 30000)  # s of failing fast before one probe
 BREAKER_SLOW_CALL = env_ms("BREAKER_SLOW_CALL_MS", 8000)  # s; a slower success counts as a failure
 # Settlement of unknown outcomes: delays between re-asks, then every last one.
-PAYMENT_SETTLE_DELAYS = env_int_list("PAYMENT_SETTLE_DELAYS", [60, 300, 3600], minimum=1)  # s
+# (the last step stays below CELERY_VISIBILITY_TIMEOUT's default, see the check below)
+PAYMENT_SETTLE_DELAYS = env_int_list("PAYMENT_SETTLE_DELAYS", [60, 300, 1800], minimum=1)  # s
+# s a payment claimed by one send stays its own; after that a redelivered settlement takes it over
+PAYMENT_CLAIM_STALE_AFTER = PAYMENT_DEADLINE + 10
+# A worker holds a task with a countdown from the moment it takes it, then runs it: both count
+# against the visibility timeout, which restarts nothing when it runs out but delivers twice.
+_LONGEST_COUNTDOWN = max(max(PAYMENT_SETTLE_DELAYS), PAYMENT_CLAIM_STALE_AFTER)  # s
+require(
+    CELERY_VISIBILITY_TIMEOUT > CELERY_TASK_TIME_LIMIT + _LONGEST_COUNTDOWN,
+    f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT} s) must exceed CELERY_TASK_TIME_LIMIT "
+    f"({CELERY_TASK_TIME_LIMIT} s) plus the longest countdown a worker holds ({_LONGEST_COUNTDOWN:.0f} s: the "
+    "largest of PAYMENT_SETTLE_DELAYS, or PAYMENT_DEADLINE + 10 s), or a task still waiting or running "
+    "is delivered a second time",
+)
 PAYMENT_PENDING_EXPIRY = env_int("PAYMENT_PENDING_EXPIRY", 900, minimum=1)  # s a never-sent payment waits
 
 # --- General outbound HTTP ------------------------------------------------------------

@@ -6,8 +6,10 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +19,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from config.redis import get_redis
+from config import ticks
 from health import fleet
 from health.checks import Check, default_checks
 from health.checks.base import STATUS_RANK, Reading
@@ -44,7 +46,8 @@ HYSTERESIS_CHECKS = 2  # consecutive checks a condition must be absent before it
 REOPEN_WINDOW = timedelta(hours=1)  # a condition back within this reopens its resolved alert
 PRUNE_BATCH = 5000  # rows per DELETE, so pruning never holds long locks
 WEBHOOK_TIMEOUT = 10.0  # s
-TICK_KEY = "payops:health:tick:{}"
+TICK_SCOPE = "health"  # its claims: payops:health:tick:<epoch s>
+PRUNE_SCOPE = "health:prune"
 SELF_COMPONENT = "health"  # alerts about the health checks themselves (the dead-man's switch)
 
 DB_COUNTERS = ("requests_num", "requests_queued", "requests_wait_ms", "requests_errors", "usage_ms",
@@ -153,14 +156,19 @@ def _logging_stats() -> dict[str, Any] | None:
 
 # --- Health runs ---------------------------------------------------------------------------
 def health_check_run(*, now: datetime | None = None, interval: int | None = None,
-                     checks: Sequence[Check] | None = None) -> HealthCheckRun | None:
-    """Measures every component once for the tick `now` falls in, stores the run, its snapshots
-    and the alert changes in one transaction; None when that tick already has its run."""
+                     checks: Sequence[Check] | None = None, sent_at: datetime | None = None,
+                     claim_id: str | None = None) -> HealthCheckRun | None:
+    """Measures every component once for the tick `sent_at` (when beat sent the message; else
+    `now`) falls in, stores the run, its snapshots and the alert changes in one transaction;
+    None when that tick already has its run. `claim_id` (the Celery task id) lets a redelivery
+    of the same message through the tick claim; a copy from a second beat is skipped."""
     interval = interval or settings.HEALTH_CHECK_INTERVAL
     started_at = now or timezone.now()
-    tick = datetime.fromtimestamp(started_at.timestamp() // interval * interval, tz=started_at.tzinfo)
-    if not _tick_claim(tick, interval):
-        logger.info("health tick %s already taken", tick.isoformat(), extra={"category": "health_tick_skipped"})
+    tick_at = sent_at or started_at
+    tick = datetime.fromtimestamp(ticks.tick_of(tick_at.timestamp(), interval), tz=dt_timezone.utc)
+    holder = claim_id or f"{fleet.process_id()}:{uuid.uuid4().hex}"
+    if not ticks.tick_claim(scope=TICK_SCOPE, tick=int(tick.timestamp()), holder=holder,
+                           ttl=ticks.claim_ttl(interval)):
         return None
     clock = time.perf_counter()
     readings = run_checks(default_checks() if checks is None else checks)
@@ -174,8 +182,9 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
                     duration_ms=round(duration * 1000, 2), status=_overall(readings), ran_on=fleet.process_id(),
                 )
         except IntegrityError:
-            # Redis was away and another worker ran this tick too; PostgreSQL kept one.
-            logger.info("health tick %s already stored", tick.isoformat(), extra={"category": "health_tick_skipped"})
+            # Redis was away (or lost the claim) and another worker ran this tick too; PostgreSQL kept one.
+            logger.info("health tick %s already stored; skipped", tick.isoformat(),
+                        extra={"category": "tick_skipped", "scope": TICK_SCOPE, "tick": tick.isoformat()})
             return None
         ComponentSnapshot.objects.bulk_create(
             [_snapshot(run, name, reading) for name, reading in readings.items()]
@@ -189,18 +198,6 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
     )
     _emit_metrics(readings, run)
     return run
-
-
-def _tick_claim(tick: datetime, interval: int) -> bool:
-    """First claimant of a tick wins (two beats, a redelivery); with Redis away, everyone
-    proceeds and the unique tick in PostgreSQL keeps one run."""
-    try:
-        return bool(get_redis().set(TICK_KEY.format(int(tick.timestamp())), fleet.process_id(),
-                                    nx=True, ex=max(3, 3 * interval)))
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("health tick lock unavailable (%s); relying on the database", exc.__class__.__name__,
-                       extra={"category": "health_tick_lock_unavailable"})
-        return True
 
 
 def _overall(readings: dict[str, Reading]) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from celery import shared_task
+from django.conf import settings
 
+from config import ticks
 from health import services
 
 logger = logging.getLogger(__name__)
@@ -13,15 +16,20 @@ logger = logging.getLogger(__name__)
 NOTIFY_RETRIES = 5
 
 
-@shared_task(name="health.tasks.health_check_run", ignore_result=True)
-def health_check_run(interval: int | None = None) -> None:
-    """Scheduled by beat every HEALTH_CHECK_INTERVAL seconds (`interval` is the beat's); a tick
-    already run (a second beat, a redelivery) is skipped by the service."""
-    services.health_check_run(interval=interval)
+@shared_task(name="health.tasks.health_check_run", bind=True, ignore_result=True)
+def health_check_run(self, interval: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Scheduled by beat every HEALTH_CHECK_INTERVAL seconds (`interval` is the beat's). Runs the
+    tick beat sent it for, even when redelivered later; a copy of a tick already taken (a second
+    beat) is skipped by the service."""
+    sent = ticks.beat_tick(self.request)
+    sent_at = datetime.fromtimestamp(sent.sent_at, tz=timezone.utc) if sent is not None else None
+    services.health_check_run(interval=interval, sent_at=sent_at, claim_id=self.request.id)
 
 
-@shared_task(name="health.tasks.health_history_prune", ignore_result=True)
-def health_history_prune() -> dict[str, int]:
+@shared_task(name="health.tasks.health_history_prune", bind=True, ignore_result=True)
+def health_history_prune(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    if not ticks.once_per_tick(self.request, scope=services.PRUNE_SCOPE):
+        return {"snapshots": 0, "runs": 0}
     return services.health_history_prune()
 
 
@@ -32,7 +40,13 @@ def alert_notify(self, notification_id: int) -> None:  # type: ignore[no-untyped
     try:
         services.alert_notification_send(notification_id=notification_id)
     except services.NotificationFailed as exc:
-        raise self.retry(exc=exc, countdown=min(300, 10 * 2 ** self.request.retries))
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+
+
+def _backoff(retries: int) -> int:
+    """s before the next try: doubling, at most 300 s and never as long as the broker's visibility
+    timeout (a countdown held longer than that is delivered a second time)."""
+    return max(1, min(300, settings.CELERY_VISIBILITY_TIMEOUT // 2, 10 * 2 ** retries))
 
 
 @shared_task(name="health.tasks.ping")

@@ -8,7 +8,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -85,16 +85,26 @@ class Claim:
     record: IdempotencyRecord
 
 
-def idempotency_claim(*, client: ApiClient, key: str, endpoint: str, request_hash: str) -> Claim:
-    """Take the key for this request, or say why not (replay its answer, mismatch, in use)."""
+def idempotency_claim(*, client: ApiClient, key: str, endpoint: str, request_hash: str,
+                      prepare: Callable[[], str] | None = None) -> Claim:
+    """Take the key for this request, or say why not (replay its answer, mismatch, in use).
+
+    `prepare` creates the request's resource in the same transaction as a first claim and
+    returns its id: one commit instead of three on the hot path, and a key that is taken
+    always has its resource (a repeat of the key rolls both back)."""
     lease = timezone.now() + timedelta(seconds=settings.PAYMENT_DEADLINE + 5)
     try:
         with transaction.atomic():
+            resource_id = prepare() if prepare is not None else ""
             record = IdempotencyRecord.objects.create(client=client, key=key, endpoint=endpoint,
-                                                      request_hash=request_hash, locked_until=lease)
+                                                      request_hash=request_hash, locked_until=lease,
+                                                      resource_id=resource_id)
         return Claim("claimed", record)
     except IntegrityError:
-        record = IdempotencyRecord.objects.get(client=client, key=key)
+        existing = IdempotencyRecord.objects.filter(client=client, key=key).first()
+        if existing is None:  # the conflict was the resource's own, not the key's
+            raise
+        record = existing
     if record.endpoint != endpoint or record.request_hash != request_hash:
         return Claim("mismatch", record)
     if record.response_status is not None:
@@ -142,11 +152,26 @@ def payment_create(*, client: ApiClient, record: IdempotencyRecord, amount: int,
     return payment
 
 
+def payment_open(*, client: ApiClient, idempotency_key: str, request_hash: str, amount: int, currency: str,
+                 payment_method: str, reference: str, metadata: dict[str, str]) -> Payment:
+    """A new payment already claimed for its first send (processing), for `idempotency_claim`'s
+    `prepare`: the claim, the payment and the send claim commit together. If the process dies
+    before the gateway answers, the sweep settles it like any payment stale in processing."""
+    payment = Payment.objects.create(
+        client=client, idempotency_key=idempotency_key, request_hash=request_hash, amount=amount,
+        currency=currency, payment_method=payment_method, reference=reference, metadata=metadata,
+        status="processing",
+    )
+    logger.info("payment created", extra={"category": "payment_created", "payment_id": payment.id,
+                                          "amount": amount, "currency": currency})
+    return payment
+
+
 def _claim_for_gateway(payment_id: str) -> str | None:
     """Moves the payment to processing if nobody else is sending it right now; returns the
     status it had (None when it was not ours to send)."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.PAYMENT_DEADLINE + 10)
+    stale = now - timedelta(seconds=settings.PAYMENT_CLAIM_STALE_AFTER)
     with transaction.atomic():
         payment = (Payment.objects.select_for_update(skip_locked=True)
                    .filter(pk=payment_id)
@@ -158,12 +183,16 @@ def _claim_for_gateway(payment_id: str) -> str | None:
         return payment.status
 
 
-def payment_submit(*, payment_id: str) -> Payment:
-    """Sends the payment to the gateway (again), with the same idempotency key every time."""
-    previous = _claim_for_gateway(payment_id)
-    if previous is None:
-        return Payment.objects.get(pk=payment_id)
-    payment = Payment.objects.get(pk=payment_id)
+def payment_submit(*, payment_id: str, opened: Payment | None = None) -> Payment:
+    """Sends the payment to the gateway (again), with the same idempotency key every time.
+    `opened` is a payment `payment_open` just created, already claimed for this send."""
+    if opened is not None and opened.pk == payment_id:
+        payment, previous = opened, "pending"
+    else:
+        previous = _claim_for_gateway(payment_id)
+        if previous is None:
+            return Payment.objects.get(pk=payment_id)
+        payment = Payment.objects.get(pk=payment_id)
     if timezone.now() - payment.created > RESEND_WINDOW and payment.attempt_count:
         # Past the gateway's idempotency window a re-send could charge twice: stop, ask ops.
         return _apply(payment_id, GatewayResult(outcome="bad_response", sent=True,
@@ -276,10 +305,15 @@ def payment_settle(*, payment_id: str) -> Payment:
     return payment_submit(payment_id=payment_id)
 
 
+def payment_claim_free_in(*, payment: Payment) -> float:
+    """s until a send's claim on this processing payment goes stale and may be taken over."""
+    return max(0.0, settings.PAYMENT_CLAIM_STALE_AFTER - (timezone.now() - payment.updated).total_seconds())
+
+
 def payment_settle_due(*, limit: int = 500) -> dict[str, int]:
     """The sweep: queue every payment whose settlement is due; fail never-sent stale ones."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.PAYMENT_DEADLINE + 10)
+    stale = now - timedelta(seconds=settings.PAYMENT_CLAIM_STALE_AFTER)
     due = list(
         Payment.objects.filter(
             Q(status="unknown", next_settle_at__lte=now) | Q(status="processing", updated__lt=stale)

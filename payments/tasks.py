@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from config import ticks
 from payments import services
 
-
-@shared_task(name="payments.tasks.payment_settle_task", ignore_result=True, acks_late=True)
-def payment_settle_task(payment_id: str) -> None:
-    services.payment_settle(payment_id=payment_id)
+CLAIM_RETRIES = 3
+SWEEP_SCOPE = "payments:sweep"  # its claims: payops:payments:sweep:tick:<epoch s>
 
 
-@shared_task(name="payments.tasks.payment_settle_sweep", ignore_result=True)
-def payment_settle_sweep() -> dict[str, int]:
+@shared_task(name="payments.tasks.payment_settle_task", bind=True, ignore_result=True, acks_late=True,
+             max_retries=CLAIM_RETRIES)
+def payment_settle_task(self, payment_id: str) -> None:  # type: ignore[no-untyped-def]
+    payment = services.payment_settle(payment_id=payment_id)
+    if payment.status == "processing":
+        # Another send holds the claim, or a worker killed mid-call left it (this may be that
+        # very message, redelivered): look again once the claim is stale. The sweep covers the rest.
+        raise self.retry(countdown=services.payment_claim_free_in(payment=payment) + 1)
+
+
+@shared_task(name="payments.tasks.payment_settle_sweep", bind=True, ignore_result=True)
+def payment_settle_sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Beat's sweep runs once per tick (a second beat's copy is skipped); a sweep sent by hand always runs."""
+    if not ticks.once_per_tick(self.request, scope=SWEEP_SCOPE):
+        return {"queued": 0, "expired": 0}
     return services.payment_settle_due()
