@@ -232,11 +232,20 @@ class Fleet:
             "--without-mingle", "--without-heartbeat", "-n", f"fleet-{name}-{os.getpid()}@%h",
         ], "worker")
 
-    def add_beat(self) -> subprocess.Popen:
-        return self._spawn("beat", [
+    def add_beat(self, name: str = "beat") -> subprocess.Popen:
+        """A beat process; each name keeps its own schedule file, so two beats can run at once."""
+        schedule = "celerybeat-schedule" if name == "beat" else f"celerybeat-schedule-{name}"
+        return self._spawn(name, [
             str(BIN / "celery"), "-A", "config", "beat", "--loglevel=WARNING",
-            "--schedule", str(self.log_dir / "celerybeat-schedule"),
+            "--schedule", str(self.log_dir / schedule),
         ], "beat")
+
+    def kill_hard(self, name: str) -> float:
+        """SIGKILL one fleet process (no shutdown, no requeue by the process itself); when it died."""
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        return time.monotonic()
 
     # -- Redis (direct, not through the proxy) -----------------------------------------------
     def redis(self):  # type: ignore[no-untyped-def]
@@ -250,6 +259,21 @@ class Fleet:
         keys = list(client.scan_iter("payops:*", count=1000)) + [b"payops", b"unacked", b"unacked_index"]
         if keys:
             client.delete(*keys)
+
+    def unacked_tasks(self) -> list[dict[str, Any]]:
+        """Messages a worker took and has not acknowledged (kombu's `unacked` hash, which a worker
+        killed with -9 leaves behind until the visibility timeout): task name, id, when taken."""
+        client = self.redis()
+        taken = {k.decode(): score for k, score in client.zrange("unacked_index", 0, -1, withscores=True)}
+        tasks = []
+        for tag, raw in client.hgetall("unacked").items():
+            try:
+                headers = json.loads(raw)[0].get("headers") or {}
+            except (ValueError, AttributeError, IndexError):
+                continue
+            tasks.append({"task": headers.get("task"), "id": headers.get("id"), "tag": tag.decode(),
+                          "taken_at": taken.get(tag.decode()), "headers": headers})
+        return tasks
 
     def fleet_docs(self) -> list[dict[str, Any]]:
         client = self.redis()
@@ -302,10 +326,10 @@ class Fleet:
         raise TimeoutError(f"publishers: wanted web={web} worker={worker}, saw {[d['role'] for d in docs]}")
 
 
-def script_api_key(database: str) -> str:
+def script_api_key(database: str, redis_db: int = SCRIPT_REDIS_DB) -> str:
     """A script's set-up: its own database, Django pointed at it, and a fresh API key."""
     prepare_database(database)
-    setup_django_for_script(database)
+    setup_django_for_script(database, redis_db)
     from payments.services import api_key_create
 
     _, api_key = api_key_create(name=f"fleet-{new_key()[:8]}")
@@ -472,6 +496,27 @@ def script_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--database", default="payops_fleet")
     parser.add_argument("--no-write", action="store_true", help="print the figures only")
     return parser
+
+
+def add_redis_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-db", type=int, default=SCRIPT_REDIS_DB,
+                        help=f"the fleet's Redis database number (default {SCRIPT_REDIS_DB})")
+
+
+def log_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of one fleet process (LOG_FORMAT=json), skipping anything else."""
+    events = []
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
 
 
 def script_finish(title: str, text: str, *, ok: bool, write: bool) -> int:
