@@ -207,6 +207,10 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None) -> Payment
         idempotency_key=payment.gateway_idempotency_key, amount=payment.amount, currency=payment.currency,
         payment_method=payment.payment_method, metadata=metadata,
     )
+    if opened is not None:
+        applied = _apply_opened(payment, result)
+        if applied is not None:
+            return applied
     return _apply(payment_id, result, previous=previous)
 
 
@@ -220,6 +224,35 @@ def _status_from_intent(data: dict[str, Any]) -> tuple[str, str, str]:
     if status in {"requires_payment_method", "canceled"}:
         return "failed", str(error.get("decline_code") or error.get("code") or status), str(error.get("message") or "")
     return "unknown", "", ""  # processing at the gateway: ask again later
+
+
+def _apply_opened(payment: Payment, result: GatewayResult) -> Payment | None:
+    """The first answer for a payment this request opened: one conditional UPDATE instead of a
+    locked read and a save. Only the holder of the claim writes a processing payment with no
+    attempts yet, so the condition is the lock. None for an unknown outcome (settlement is
+    scheduled by `_apply`) or when the payment moved meanwhile; the caller then uses `_apply`."""
+    new_status, code, message = _outcome_status(result)
+    if new_status == "unknown":
+        return None
+    now = timezone.now()
+    fields: dict[str, Any] = {"status": new_status, "failure_code": code[:100], "failure_message": message[:500],
+                              "attempt_count": len(result.attempts), "updated": now}
+    if result.ok and result.data.get("id"):
+        fields["gateway_id"] = result.data["id"]
+    if new_status in {"succeeded", "failed", "requires_action"}:
+        fields["next_settle_at"] = None
+    with transaction.atomic():
+        if not Payment.objects.filter(pk=payment.pk, status="processing", attempt_count=0).update(**fields):
+            return None
+        PaymentAttempt.objects.bulk_create(
+            PaymentAttempt(payment_id=payment.pk, number=i, operation="create", started_at=a.started_at,
+                           duration_ms=a.duration_ms, outcome=a.outcome, http_status=a.http_status,
+                           gateway_request_id=a.request_id[:255], error=a.error[:255])
+            for i, a in enumerate(result.attempts, start=1)
+        )
+    for name, value in fields.items():
+        setattr(payment, name, value)
+    return payment
 
 
 def _apply(payment_id: str, result: GatewayResult, *, previous: str) -> Payment:

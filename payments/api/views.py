@@ -26,7 +26,7 @@ from payments.api.validation import (
     parse_refund,
     request_hash,
 )
-from payments.models import ApiClient, PaymentStatus
+from payments.models import ApiClient, Payment, PaymentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,14 @@ def _unavailable(code: str, message: str, retry_after: float | None) -> JsonResp
 
 
 def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: dict[str, Any],
-                run: Callable[[Any], tuple[int, dict[str, Any], bool]]) -> JsonResponse:
-    """Stripe's contract: a repeat replays the first final answer; another body is a 409."""
+                run: Callable[[Any], tuple[int, dict[str, Any], bool]],
+                prepare: Callable[[str, str], str] | None = None) -> JsonResponse:
+    """Stripe's contract: a repeat replays the first final answer; another body is a 409.
+    `prepare(key, request_hash)` creates the resource in the claim's own transaction."""
     key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
-    claim = services.idempotency_claim(client=client, key=key, endpoint=endpoint, request_hash=request_hash(data))
+    digest = request_hash(data)
+    claim = services.idempotency_claim(client=client, key=key, endpoint=endpoint, request_hash=digest,
+                                       prepare=(lambda: prepare(key, digest)) if prepare is not None else None)
     if claim.kind == "mismatch":
         raise ApiError(409, "idempotency_key_reused",
                        "This Idempotency-Key was used with different parameters.", "Idempotency-Key",
@@ -115,12 +119,22 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
     data = parse_json_body(content_type=request.content_type or "", body=request.body)
     payment_request = parse_payment(data)
 
+    opened: list[Payment] = []
+
+    def prepare(key: str, digest: str) -> str:
+        opened.append(services.payment_open(client=client, idempotency_key=key, request_hash=digest,
+                                            **payment_request.__dict__))
+        return opened[-1].id
+
     def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
-        payment = services.payment_create(client=client, record=record, **payment_request.__dict__)
-        payment = services.payment_submit(payment_id=payment.id)
+        # A first request opened its payment with the claim. A repeat whose claim was rolled
+        # back (the key existed) takes the record's payment after an expired lease instead.
+        fresh = opened[-1] if opened and opened[-1].id == record.resource_id else None
+        payment = fresh or services.payment_create(client=client, record=record, **payment_request.__dict__)
+        payment = services.payment_submit(payment_id=payment.id, opened=fresh)
         return _payment_answer(payment)
 
-    return _idempotent(request, client, "payments.create", data, run)
+    return _idempotent(request, client, "payments.create", data, run, prepare=prepare)
 
 
 def _payment_answer(payment) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
