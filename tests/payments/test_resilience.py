@@ -135,3 +135,32 @@ def test_contract_timeouts_reach_the_client() -> None:
     assert 409 in retry.status_forcelist and 429 in retry.status_forcelist and 503 in retry.status_forcelist
     assert "POST" in retry.allowed_methods
     assert client.adapter._pool_block is True
+
+
+def test_a_repeat_after_the_first_request_died_mid_call_resends_the_same_payment(gateway) -> None:
+    """The first request opened its payment with the key's claim and died before the gateway
+    answered (its lease ran out, the payment stayed processing): the repeat takes the claim
+    over, sends that same payment with the same gateway key, and nothing is charged twice."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments.models import IdempotencyRecord
+
+    _, key = make_client()
+    api = Api(key)
+    first = api.pay(idempotency_key="died-mid-call")
+    assert first.status_code == 201
+    payment = Payment.objects.get()
+    long_ago = timezone.now() - timedelta(seconds=settings.PAYMENT_CLAIM_STALE_AFTER + 1)
+    IdempotencyRecord.objects.filter(resource_id=payment.id).update(response_status=None, response_body=None,
+                                                                  locked_until=long_ago)
+    Payment.objects.filter(pk=payment.pk).update(status="processing", updated=long_ago, attempt_count=0)
+    payment.attempts.all().delete()
+
+    repeat = api.pay(idempotency_key="died-mid-call")
+    assert repeat.status_code == 201, repeat.content
+    assert repeat.json()["id"] == payment.id and "Idempotent-Replayed" not in repeat
+    assert Payment.objects.count() == 1
+    assert Payment.objects.get().status == "succeeded"
+    assert len(gateway.intents_for("payment_id", payment.id)) == 1
