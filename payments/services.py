@@ -69,8 +69,12 @@ def api_client_authenticate(*, raw_key: str) -> ApiClient | None:
     if not raw_key.startswith(KEY_PREFIX) or raw_key.count("_") < 2:
         return None
     prefix = raw_key[len(KEY_PREFIX):].split("_", 1)[0]
-    client = ApiClient.objects.filter(prefix=prefix, is_active=True).first()
-    if client is None or not hmac.compare_digest(client.key_hash, _hash_key(raw_key)):
+    # get() rather than first(): no ORDER BY to build on every request (prefix is unique).
+    try:
+        client = ApiClient.objects.get(prefix=prefix, is_active=True)
+    except ApiClient.DoesNotExist:
+        return None
+    if not hmac.compare_digest(client.key_hash, _hash_key(raw_key)):
         return None
     now = timezone.now()
     if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
