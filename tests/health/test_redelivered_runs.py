@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -70,17 +71,21 @@ def test_the_task_takes_its_tick_from_beats_header_and_its_claim_from_its_id() -
     assert HealthCheckRun.objects.count() == 1
 
 
-def test_the_daily_prune_runs_once_per_tick(caplog) -> None:
+@pytest.fixture
+def fresh_prune_ticks() -> Iterator[None]:
+    yield
+    for key in get_redis().scan_iter("payops:health:prune:tick:*"):
+        get_redis().delete(key)
+
+
+def test_the_daily_prune_runs_once_per_tick(caplog, fresh_prune_ticks) -> None:
     caplog.set_level(logging.INFO)
     headers = ticks.beat_headers("health-prune", 60.0)
     first = prune_task.apply(headers=headers, task_id=str(uuid.uuid4())).get()
     second = prune_task.apply(headers=headers, task_id=str(uuid.uuid4())).get()
     assert first == second == {"snapshots": 0, "runs": 0}
-    assert [r.message for r in caplog.records if getattr(r, "category", "") == "health_pruned"] and \
-        len([r for r in caplog.records if getattr(r, "category", "") == "health_pruned"]) == 1
-    assert len([r for r in caplog.records if getattr(r, "category", "") == "tick_skipped"]) == 1
-    for key in get_redis().scan_iter("payops:health:prune:tick:*"):
-        get_redis().delete(key)
+    categories = [getattr(r, "category", "") for r in caplog.records]
+    assert categories.count("health_pruned") == 1 and categories.count("tick_skipped") == 1
 
 
 def test_a_notification_retry_never_waits_as_long_as_the_visibility_timeout(settings) -> None:
