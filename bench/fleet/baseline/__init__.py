@@ -1,0 +1,3 @@
+"""What a user would write instead of Payment Ops, served by the same gunicorn for scenario 1
+(bench/fleet/load.py): `plain` is a Django view calling the stripe SDK and saving a row,
+`floor` is one pooled urllib3 call plus one INSERT with no framework at all."""
