@@ -20,7 +20,7 @@ from health.checks.base import Check, Reading
 def _fresh_ticks() -> Iterator[None]:
     """Tick locks of earlier tests must not swallow this test's runs."""
     redis = get_redis()
-    for key in redis.scan_iter("payops:health:tick:*"):
+    for key in redis.scan_iter("payops:*:tick:*"):  # health runs, sweeps, prunes (config/ticks.py)
         redis.delete(key)
     yield
 
@@ -44,11 +44,13 @@ class StubCheck(Check):
 
 
 class Ticker:
-    """Distinct ticks for runs made by hand, `interval` seconds apart, starting now."""
+    """Distinct ticks for runs made by hand, `interval` seconds apart, starting now; each time
+    5 s into its tick, so a test may add a few seconds and stay in the same tick."""
 
     def __init__(self, interval: int = 30) -> None:
         self.interval = interval
-        self.now = timezone.now()
+        now = timezone.now()
+        self.now = now - timedelta(seconds=now.timestamp() % interval - 5)
 
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=self.interval)
