@@ -58,6 +58,7 @@ DOCS = REPO / "docs"
 def svg_path(workers: int, threads: int) -> Path:
     return DOCS / f"load-{workers}x{threads}.svg"
 
+
 # One wrk Lua state per wrk thread: a unique Idempotency-Key per request, statuses tallied
 # per thread and added up in done(), printed as machine-readable lines.
 WRK_SCRIPT = r"""
@@ -346,7 +347,11 @@ def svg(r: Result) -> str:
     for i, c in enumerate(levels):
         parts.append(f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle">{c}</text>')
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle">concurrent '
-                 'clients</text><text x="14" y="14">payments/s</text>')
+                 f'clients</text><text x="{width - right + 10}" y="{height - bottom + 4}">payments/s</text>')
+    half = r.best("floor").rps / 2  # the target line: half the floor's best
+    parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(half):.1f}" y2="{y(half):.1f}" stroke="#8b949e" '
+                 f'stroke-dasharray="5 4"/><text x="{width - right + 10}" y="{y(half) + 4:.1f}" fill="#8b949e">'
+                 '½ floor</text>')
     for n, app in enumerate(APPS):
         points = " ".join(f"{x(i):.1f},{y(r.get(app, c).rps):.1f}" for i, c in enumerate(levels))
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colours[app]}" stroke-width="2.5"/>')
