@@ -21,7 +21,6 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import requests  # noqa: E402
 from bench.fleet import common  # noqa: E402
 from bench.fleet.common import Fleet, Load, Payer  # noqa: E402
 from bench.fleet.pool_pressure import Result  # noqa: E402
+from tests.support.processes import wait_until  # noqa: E402
 
 TITLE = "7a. Worker killed with -9 during a health run and during settlement"
 HEALTH_TASK = "health.tasks.health_check_run"
@@ -55,15 +55,6 @@ def fleet_for(database: str, *, visibility: int = 20, redis_db: int = common.SCR
                  PAYMENT_SETTLE_DELAYS="1,1,2",
                  # Every call fails on purpose here: the breaker is not what is measured.
                  BREAKER_MINIMUM_CALLS="1000000", LOG_LEVEL="INFO", LOG_FORMAT="json")
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def _applied(fleet: Fleet, kind: str) -> int:

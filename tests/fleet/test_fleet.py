@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from urllib.parse import urlsplit
 
 import pytest
 import requests
-from django.conf import settings
 from django.db import connections
 
 from bench.fleet import common, pg_restart, pool_pressure
 from bench.fleet.common import Fleet, Load, Payer
+from tests.fleet.support import database, fleet_args
 from tests.payments.factories import make_client
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -31,20 +30,12 @@ def _release_own_connections() -> None:
     connections["default"].close_pool()
 
 
-def _fleet_args(tmp_path) -> dict:  # type: ignore[no-untyped-def]
-    return {"redis_db": int(urlsplit(settings.REDIS_URL).path.strip("/") or 0), "log_dir": tmp_path / "fleet"}
-
-
-def _database() -> str:
-    return connections["default"].settings_dict["NAME"]
-
-
 def test_pool_pressure_503_fast_with_retry_after_no_leak_no_loss(tmp_path) -> None:
     _, key = make_client()
     _release_own_connections()
     db_max, acquire_ms, clients = 3, 1000, 30
-    with pool_pressure.fleet_for(_database(), db_max=db_max, acquire_ms=acquire_ms, clients=clients,
-                                 **_fleet_args(tmp_path)) as fleet:
+    with pool_pressure.fleet_for(database(), db_max=db_max, acquire_ms=acquire_ms, clients=clients,
+                                 **fleet_args(tmp_path)) as fleet:
         result = pool_pressure.run(fleet, api_key=key, run_id=common.new_run_id(), clients=clients, seconds=10,
                                    hold_ms=500, acquire_ms=acquire_ms)
     print(pool_pressure.report(result))
@@ -59,7 +50,7 @@ def test_pool_pressure_503_fast_with_retry_after_no_leak_no_loss(tmp_path) -> No
 
 def test_postgresql_restart_mid_load_loses_and_duplicates_nothing(tmp_path) -> None:
     _, key = make_client()
-    with pg_restart.fleet_for(_database(), **_fleet_args(tmp_path)) as fleet:
+    with pg_restart.fleet_for(database(), **fleet_args(tmp_path)) as fleet:
         result = pg_restart.run(fleet, api_key=key, run_id=common.new_run_id(), clients=4, seconds=14,
                                 outage_at=4, outage=3)
     print(pg_restart.report(result))
@@ -70,8 +61,8 @@ def test_two_web_processes_and_two_workers_share_breaker_and_pool_statistics(tmp
     from payments.gateway import build_breaker
 
     _, key = make_client()
-    with Fleet(database=_database(), web_masters=2, web_workers=1, threads=4, celery_workers=2,
-               **_fleet_args(tmp_path)) as fleet:
+    with Fleet(database=database(), web_masters=2, web_workers=1, threads=4, celery_workers=2,
+               **fleet_args(tmp_path)) as fleet:
         docs = fleet.wait_publishers(web=2, worker=2)
         live = [d for d in docs if time.time() - d["at"] < 5]
         assert len({d["pid"] for d in live if d["role"] == "web"}) >= 2
@@ -119,5 +110,5 @@ def test_two_web_processes_and_two_workers_share_breaker_and_pool_statistics(tmp
                 break
             time.sleep(0.5)
         assert len(webs) >= 2, fleet.fleet_docs()
-        server = common.pg_connections(_database())
+        server = common.pg_connections(database())
         assert server.get("payops-web", 0) >= 2

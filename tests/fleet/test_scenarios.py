@@ -7,29 +7,18 @@ the charge) and 6 (Redis down): a real loopback fleet on the pytest test databas
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import pytest
-from django.conf import settings
-from django.db import connections
 
 from bench.fleet import common, gateway_outage, lost_answer, redis_down
+from tests.fleet.support import database, fleet_args
 from tests.payments.factories import make_client
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def _fleet_args(tmp_path) -> dict:  # type: ignore[no-untyped-def]
-    return {"redis_db": int(urlsplit(settings.REDIS_URL).path.strip("/") or 0), "log_dir": tmp_path / "fleet"}
-
-
-def _database() -> str:
-    return connections["default"].settings_dict["NAME"]
-
-
 def test_gateway_outage_and_flapping_open_the_breaker_fleet_wide_and_recover(tmp_path) -> None:
     _, key = make_client()
-    with gateway_outage.fleet_for(_database(), **_fleet_args(tmp_path)) as fleet:
+    with gateway_outage.fleet_for(database(), **fleet_args(tmp_path)) as fleet:
         result = gateway_outage.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=28,
                                     first_at=3, outage=7, flaps=2, gap=4)
     print(gateway_outage.report(result))
@@ -38,7 +27,7 @@ def test_gateway_outage_and_flapping_open_the_breaker_fleet_wide_and_recover(tmp
 
 def test_answer_lost_after_charge_under_load_no_duplicates_ledger_equals_gateway(tmp_path) -> None:
     _, key = make_client()
-    with lost_answer.fleet_for(_database(), **_fleet_args(tmp_path)) as fleet:
+    with lost_answer.fleet_for(database(), **fleet_args(tmp_path)) as fleet:
         result = lost_answer.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=12,
                                  probability=0.3)
     print(lost_answer.report(result))
@@ -47,7 +36,7 @@ def test_answer_lost_after_charge_under_load_no_duplicates_ledger_equals_gateway
 
 def test_redis_down_payments_keep_flowing_and_publishing_resumes(tmp_path) -> None:
     _, key = make_client()
-    with redis_down.fleet_for(_database(), **_fleet_args(tmp_path)) as fleet:
+    with redis_down.fleet_for(database(), **fleet_args(tmp_path)) as fleet:
         result = redis_down.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=14,
                                 outage_at=4, outage=5)
     print(redis_down.report(result))

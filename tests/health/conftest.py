@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config.redis import get_redis
 from health.checks.base import Check, Reading
+from tests.support.processes import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -115,15 +116,6 @@ def webhook() -> Iterator[WebhookReceiver]:
     yield receiver
     receiver.server.shutdown()
     receiver.server.server_close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def other_web_doc(predicate: Callable[[dict[str, Any]], Any] = lambda doc: True,

@@ -22,7 +22,8 @@ from health.services import (
     health_check_run,
 )
 from payments.gateway.breaker import BreakerSnapshot
-from tests.health.conftest import StubCheck, wait_until
+from tests.health.conftest import StubCheck
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -26,7 +26,7 @@ from health.services import health_check_run
 from payments.gateway import get_gateway
 from payments.gateway.outbound import get_outbound
 from payments.models import Payment
-from tests.health.conftest import wait_until
+from tests.support.processes import wait_until
 from tests.payments.factories import make_client
 from tests.support.processes import gunicorn
 from tests.support.tcpproxy import _free_port

@@ -20,7 +20,8 @@ from health.checks import default_checks
 from health.checks.base import Reading
 from health.models import Alert, ComponentSnapshot, HealthCheckRun
 from health.services import health_check_run, health_history_prune
-from tests.health.conftest import StubCheck, wait_until
+from tests.health.conftest import StubCheck
+from tests.support.processes import wait_until
 from tests.support.processes import BIN, ROOT, _stop, service_env
 
 pytestmark = pytest.mark.django_db(transaction=True)

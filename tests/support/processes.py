@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -72,6 +73,16 @@ def celery_worker(*, concurrency: int = 4, log: Path | None = None, **env: str) 
         yield proc
     finally:
         _stop(proc)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
+    """The predicate's first truthy value, or its last value once `timeout` s have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
