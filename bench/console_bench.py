@@ -28,7 +28,6 @@ import datetime as dt
 import logging
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -38,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.docs import replace_section  # noqa: E402
 
 BENCH_DB = "payops_bench_console"
 SECTION = "## Console"
@@ -276,13 +277,7 @@ def render(rows: list[dict], page_counts: dict[str, dict[int, int]], sizes: dict
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) only our section of docs/benchmarks.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\s*$.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    path.write_text(text.rstrip() + "\n")
+    replace_section(path, SECTION, section, title="Benchmarks")
 
 
 def main(argv: list[str] | None = None) -> int:

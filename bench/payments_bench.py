@@ -69,6 +69,7 @@ from payments.gateway.breaker import (  # noqa: E402
     breaker_redis_factory,
 )
 from payments.gateway.client import GatewayClient, GatewayConfig  # noqa: E402
+from bench.docs import cpu_model, replace_section  # noqa: E402
 from sandbox.harness import SandboxStack  # noqa: E402
 
 SECTION = "## Payments gateway client"
@@ -409,14 +410,7 @@ def profile_ours(stack: SandboxStack, n: int, redis_url: str, top: int = 22) -> 
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}; "
             f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
             f"requests {requests.__version__}, stripe {stripe.VERSION}, redis-py {redis.__version__}")
@@ -597,14 +591,7 @@ def report(args: argparse.Namespace, rounds: list[dict[str, RunResult]], opened:
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) only our section of docs/benchmarks.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\s*$.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip() + "\n")
+    replace_section(path, SECTION, section, title="Benchmarks")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
 
 import requests  # noqa: E402
 
+from bench.docs import cpu_model, replace_section  # noqa: E402
 from sandbox.harness import SandboxStack  # noqa: E402
 from tests.support.processes import wait_http  # noqa: E402
 from tests.support.tcpproxy import TcpProxy  # noqa: E402
@@ -451,14 +452,7 @@ def median(values: list[float]) -> float:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return (f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}; PostgreSQL and Redis on loopback, shared with other users")
 
@@ -471,14 +465,7 @@ def write_section(title: str, body: str, path: Path = RELIABILITY_DOC) -> None:
     """Replace (or append) the `## title` section of docs/reliability.md with a dated one."""
     header = (f"## {title}\n\n*{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}.*\n\n"
               f"```\n{command_line()}\n```\n\n")
-    section = header + body.strip() + "\n"
-    text = path.read_text() if path.exists() else "# Reliability under fire\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\s*$.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text.rstrip() + "\n")
+    replace_section(path, f"## {title}", header + body.strip() + "\n", title="Reliability under fire")
 
 
 def verdict(ok: bool) -> str:
