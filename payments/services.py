@@ -7,7 +7,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from django.conf import settings
@@ -15,7 +15,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from payments import statements
 from payments.gateway import GatewayResult, get_gateway
+from payments.ids import new_id
 from payments.models import (
     PAYMENT_TRANSITIONS,
     ApiClient,
@@ -69,10 +71,8 @@ def api_client_authenticate(*, raw_key: str) -> ApiClient | None:
     if not raw_key.startswith(KEY_PREFIX) or raw_key.count("_") < 2:
         return None
     prefix = raw_key[len(KEY_PREFIX):].split("_", 1)[0]
-    # get() rather than first(): no ORDER BY to build on every request (prefix is unique).
-    try:
-        client = ApiClient.objects.get(prefix=prefix, is_active=True)
-    except ApiClient.DoesNotExist:
+    client = statements.api_client_by_prefix(prefix)  # every API call: one plain SELECT
+    if client is None:
         return None
     if not hmac.compare_digest(client.key_hash, _hash_key(raw_key)):
         return None
@@ -90,19 +90,19 @@ class Claim:
 
 
 def idempotency_claim(*, client: ApiClient, key: str, endpoint: str, request_hash: str,
-                      prepare: Callable[[], str] | None = None) -> Claim:
+                      open_first: Callable[[datetime], IdempotencyRecord] | None = None) -> Claim:
     """Take the key for this request, or say why not (replay its answer, mismatch, in use).
 
-    `prepare` creates the request's resource in the same transaction as a first claim and
-    returns its id: one commit instead of three on the hot path, and a key that is taken
-    always has its resource (a repeat of the key rolls both back)."""
+    `open_first(lease)` writes the request's resource together with a first claim and returns
+    the claim (see `payment_open`): one commit for both, and a key that is taken always has
+    its resource. It raises IntegrityError when the key exists, like the plain claim."""
     lease = timezone.now() + timedelta(seconds=settings.PAYMENT_DEADLINE + 5)
     try:
+        if open_first is not None:
+            return Claim("claimed", open_first(lease))
         with transaction.atomic():
-            resource_id = prepare() if prepare is not None else ""
             record = IdempotencyRecord.objects.create(client=client, key=key, endpoint=endpoint,
-                                                      request_hash=request_hash, locked_until=lease,
-                                                      resource_id=resource_id)
+                                                      request_hash=request_hash, locked_until=lease)
         return Claim("claimed", record)
     except IntegrityError:
         existing = IdempotencyRecord.objects.filter(client=client, key=key).first()
@@ -125,10 +125,7 @@ def idempotency_claim(*, client: ApiClient, key: str, endpoint: str, request_has
 
 def idempotency_release(*, record: IdempotencyRecord, status: int | None = None, body: dict | None = None) -> None:
     """Ends the lease; a final answer (2xx, 4xx) is kept and replayed to every repeat."""
-    fields: dict[str, Any] = {"locked_until": None}
-    if status is not None:
-        fields.update(response_status=status, response_body=body)
-    IdempotencyRecord.objects.filter(pk=record.pk).update(**fields)
+    statements.idempotency_release(record_id=record.pk, status=status, body=body)
 
 
 # --- Payments ------------------------------------------------------------------------------
@@ -156,19 +153,20 @@ def payment_create(*, client: ApiClient, record: IdempotencyRecord, amount: int,
     return payment
 
 
-def payment_open(*, client: ApiClient, idempotency_key: str, request_hash: str, amount: int, currency: str,
-                 payment_method: str, reference: str, metadata: dict[str, str]) -> Payment:
-    """A new payment already claimed for its first send (processing), for `idempotency_claim`'s
-    `prepare`: the claim, the payment and the send claim commit together. If the process dies
+def payment_open(*, client: ApiClient, idempotency_key: str, request_hash: str, endpoint: str, lease: datetime,
+                 amount: int, currency: str, payment_method: str, reference: str,
+                 metadata: dict[str, str]) -> tuple[Payment, IdempotencyRecord]:
+    """A new payment already claimed for its first send (processing) and the idempotency
+    key's claim, in one statement (`idempotency_claim`'s `open_first`). If the process dies
     before the gateway answers, the sweep settles it like any payment stale in processing."""
-    payment = Payment.objects.create(
-        client=client, idempotency_key=idempotency_key, request_hash=request_hash, amount=amount,
-        currency=currency, payment_method=payment_method, reference=reference, metadata=metadata,
-        status="processing",
+    payment, record = statements.payment_open(
+        client=client, key=idempotency_key, endpoint=endpoint, request_hash=request_hash, lease=lease,
+        now=timezone.now(), payment_id=new_id("pay"), amount=amount, currency=currency,
+        payment_method=payment_method, reference=reference, metadata=metadata,
     )
     logger.info("payment created", extra={"category": "payment_created", "payment_id": payment.id,
                                           "amount": amount, "currency": currency})
-    return payment
+    return payment, record
 
 
 def _claim_for_gateway(payment_id: str) -> str | None:
@@ -187,9 +185,15 @@ def _claim_for_gateway(payment_id: str) -> str | None:
         return payment.status
 
 
-def payment_submit(*, payment_id: str, opened: Payment | None = None) -> Payment:
+# What a request that opened a payment answers for a payment: (HTTP status, body, final).
+Answer = Callable[[Payment], tuple[int, dict[str, Any], bool]]
+
+
+def payment_submit(*, payment_id: str, opened: Payment | None = None,
+                   release: tuple[IdempotencyRecord, Answer] | None = None) -> Payment:
     """Sends the payment to the gateway (again), with the same idempotency key every time.
-    `opened` is a payment `payment_open` just created, already claimed for this send."""
+    `opened` is a payment `payment_open` just created, already claimed for this send; with
+    `release`, its idempotency claim ends with the first answer, in the same statement."""
     if opened is not None and opened.pk == payment_id:
         payment, previous = opened, "pending"
     else:
@@ -212,7 +216,7 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None) -> Payment
         payment_method=payment.payment_method, metadata=metadata,
     )
     if opened is not None:
-        applied = _apply_opened(payment, result)
+        applied = _apply_opened(payment, result, release)
         if applied is not None:
             return applied
     return _apply(payment_id, result, previous=previous)
@@ -230,11 +234,14 @@ def _status_from_intent(data: dict[str, Any]) -> tuple[str, str, str]:
     return "unknown", "", ""  # processing at the gateway: ask again later
 
 
-def _apply_opened(payment: Payment, result: GatewayResult) -> Payment | None:
-    """The first answer for a payment this request opened: one conditional UPDATE instead of a
-    locked read and a save. Only the holder of the claim writes a processing payment with no
-    attempts yet, so the condition is the lock. None for an unknown outcome (settlement is
-    scheduled by `_apply`) or when the payment moved meanwhile; the caller then uses `_apply`."""
+def _apply_opened(payment: Payment, result: GatewayResult,
+                  release: tuple[IdempotencyRecord, Answer] | None = None) -> Payment | None:
+    """The first answer for a payment this request opened: one statement writes it, its
+    attempts and (with `release`) the idempotency record's answer, instead of a locked read, a
+    save and two more commits. Only the holder of the claim writes a processing payment with
+    no attempts yet, so the condition is the lock. None for an unknown outcome (settlement is
+    scheduled by `_apply`) or when the payment moved meanwhile; the caller then uses `_apply`
+    and the claim is released as usual."""
     new_status, code, message = _outcome_status(result)
     if new_status == "unknown":
         return None
@@ -245,17 +252,23 @@ def _apply_opened(payment: Payment, result: GatewayResult) -> Payment | None:
         fields["gateway_id"] = result.data["id"]
     if new_status in {"succeeded", "failed", "requires_action"}:
         fields["next_settle_at"] = None
-    with transaction.atomic():
-        if not Payment.objects.filter(pk=payment.pk, status="processing", attempt_count=0).update(**fields):
-            return None
-        PaymentAttempt.objects.bulk_create(
-            PaymentAttempt(payment_id=payment.pk, number=i, operation="create", started_at=a.started_at,
-                           duration_ms=a.duration_ms, outcome=a.outcome, http_status=a.http_status,
-                           gateway_request_id=a.request_id[:255], error=a.error[:255])
-            for i, a in enumerate(result.attempts, start=1)
-        )
+    before = {name: getattr(payment, name) for name in fields}
     for name, value in fields.items():
         setattr(payment, name, value)
+    kept = None
+    if release is not None:
+        record, answer = release
+        status, body, final = answer(payment)
+        kept = (record.pk, status if final else None, body if final else None)
+    if not statements.payment_apply_first(payment_id=payment.pk, fields=fields, attempts=result.attempts,
+                                          release=kept):
+        for name, value in before.items():
+            setattr(payment, name, value)
+        return None
+    if release is not None:
+        record.locked_until = None
+        if final:
+            record.response_status, record.response_body = status, body
     return payment
 
 

@@ -1,4 +1,5 @@
-"""PostgreSQL backend: Django's own, plus retries of the very first connection.
+"""PostgreSQL backend: Django's own, plus retries of the very first connection and a
+cheaper check of pooled connections.
 
 A process that starts while the database is restarting (a deploy, a failover) should wait
 a little instead of crashing; once the first connection worked, the pool's own
@@ -10,11 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 
 import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
+from psycopg_pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +29,38 @@ class DatabaseUnreachable(psycopg.OperationalError):
     """The server did not answer any of the start-up tries."""
 
 
+# A connection given back to the pool less than this long ago was working then, so lending
+# it again skips the check's round trip (two per payment: the connection goes back before the
+# gateway call). One idle for longer is checked as before: after a server restart, every
+# connection given back before it has been idle longer than this by the time the server is
+# back, so none of them is lent unchecked.
+RECENTLY_RETURNED = 1.0  # s
+_returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+
+
+def check_unless_recent(conn: psycopg.Connection) -> None:
+    returned = _returned_at.get(conn)
+    if returned is not None and time.monotonic() - returned < RECENTLY_RETURNED:
+        return
+    ConnectionPool.check_connection(conn)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    @property
+    def pool(self) -> ConnectionPool | None:
+        pool = super().pool
+        # Django builds the pool with psycopg_pool's check when CONN_HEALTH_CHECKS is on and
+        # takes no check of ours; swap it in once (psycopg-pool is pinned; if the attribute
+        # ever moves, the pool keeps its own check, which is only slower).
+        if pool is not None and getattr(pool, "_check", None) is ConnectionPool.check_connection:
+            pool._check = check_unless_recent
+        return pool
+
+    def _close(self) -> None:
+        if self.connection is not None and self.pool is not None:
+            _returned_at[self.connection] = time.monotonic()
+        super()._close()
+
     def get_new_connection(self, conn_params):
         if self.pool is not None and self.alias not in _verified:
             self._wait_for_server(dict(conn_params))

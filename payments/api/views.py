@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-import math
 import logging
+import math
+from datetime import datetime
 from typing import Any, Callable
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from payments.api.validation import (
     parse_refund,
     request_hash,
 )
-from payments.models import ApiClient, Payment, PaymentStatus
+from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,14 @@ def _unavailable(code: str, message: str, retry_after: float | None) -> JsonResp
 
 def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: dict[str, Any],
                 run: Callable[[Any], tuple[int, dict[str, Any], bool]],
-                prepare: Callable[[str, str], str] | None = None) -> JsonResponse:
+                open_first: Callable[[str, str, str, datetime], IdempotencyRecord] | None = None) -> JsonResponse:
     """Stripe's contract: a repeat replays the first final answer; another body is a 409.
-    `prepare(key, request_hash)` creates the resource in the claim's own transaction."""
+    `open_first(key, request_hash, endpoint, lease)` writes the resource with a first claim."""
     key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     digest = request_hash(data)
-    claim = services.idempotency_claim(client=client, key=key, endpoint=endpoint, request_hash=digest,
-                                       prepare=(lambda: prepare(key, digest)) if prepare is not None else None)
+    claim = services.idempotency_claim(
+        client=client, key=key, endpoint=endpoint, request_hash=digest,
+        open_first=(lambda lease: open_first(key, digest, endpoint, lease)) if open_first is not None else None)
     if claim.kind == "mismatch":
         raise ApiError(409, "idempotency_key_reused",
                        "This Idempotency-Key was used with different parameters.", "Idempotency-Key",
@@ -105,8 +107,9 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
         if classify_db_error(exc) is None:
             services.idempotency_release(record=claim.record)
         raise
-    services.idempotency_release(record=claim.record, status=status if final else None,
-                                 body=body if final else None)
+    if claim.record.locked_until is not None:  # not already released with the payment's first answer
+        services.idempotency_release(record=claim.record, status=status if final else None,
+                                     body=body if final else None)
     if status == 503:
         return _unavailable(body["error"]["code"], body["error"]["message"], body.pop("_retry_after", None))
     return JsonResponse(body, status=status)
@@ -121,20 +124,22 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
 
     opened: list[Payment] = []
 
-    def prepare(key: str, digest: str) -> str:
-        opened.append(services.payment_open(client=client, idempotency_key=key, request_hash=digest,
-                                            **payment_request.__dict__))
-        return opened[-1].id
+    def open_first(key: str, digest: str, endpoint: str, lease: datetime) -> IdempotencyRecord:
+        payment, record = services.payment_open(client=client, idempotency_key=key, request_hash=digest,
+                                                endpoint=endpoint, lease=lease, **payment_request.__dict__)
+        opened.append(payment)
+        return record
 
     def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
         # A first request opened its payment with the claim. A repeat whose claim was rolled
         # back (the key existed) takes the record's payment after an expired lease instead.
         fresh = opened[-1] if opened and opened[-1].id == record.resource_id else None
         payment = fresh or services.payment_create(client=client, record=record, **payment_request.__dict__)
-        payment = services.payment_submit(payment_id=payment.id, opened=fresh)
+        payment = services.payment_submit(payment_id=payment.id, opened=fresh,
+                                          release=(record, _payment_answer) if fresh else None)
         return _payment_answer(payment)
 
-    return _idempotent(request, client, "payments.create", data, run, prepare=prepare)
+    return _idempotent(request, client, "payments.create", data, run, open_first=open_first)
 
 
 def _payment_answer(payment) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
