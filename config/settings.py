@@ -132,6 +132,7 @@ DB_CONNECTION_TIMEOUT = env_ms("DB_CONNECTION_TIMEOUT", 30000)  # s, wait for a 
 DB_IDLE_TIMEOUT = env_ms("DB_IDLE_TIMEOUT", 300000)  # s, idle connections above min are closed
 DB_MAX_RETRIES = env_int("DB_MAX_RETRIES", 3)  # tries of the first connection at start-up
 DB_RETRY_DELAY = env_ms("DB_RETRY_DELAY", 1000, minimum_ms=0)  # s, between those tries
+DB_PGBOUNCER = env_bool("DB_PGBOUNCER", False)  # PgBouncer in transaction mode in front of PostgreSQL
 require(
     DB_MIN_CONNECTIONS <= DB_MAX_CONNECTIONS,
     f"DB_MIN_CONNECTIONS ({DB_MIN_CONNECTIONS}) must not exceed DB_MAX_CONNECTIONS ({DB_MAX_CONNECTIONS})",
@@ -147,10 +148,13 @@ _db.update(
         # no failed request once it is back.
         "CONN_HEALTH_CHECKS": True,
         # Behind PgBouncer in transaction mode a named cursor cannot outlive its transaction.
-        "DISABLE_SERVER_SIDE_CURSORS": env_bool("DB_PGBOUNCER", False),
+        "DISABLE_SERVER_SIDE_CURSORS": DB_PGBOUNCER,
         "OPTIONS": {
             "application_name": f"payops-{PROCESS_ROLE}",
             "connect_timeout": 5,
+            # Only statements executed with prepare=True (payments/statements.py) are prepared,
+            # and none behind PgBouncer; Django's own cursors never prepare.
+            "prepare_threshold": None if DB_PGBOUNCER else 1_000_000,
             "pool": {
                 "min_size": DB_MIN_CONNECTIONS,
                 "max_size": DB_MAX_CONNECTIONS,

@@ -1,11 +1,11 @@
 """The payment-create path as single SQL statements.
 
 Creating a payment is the one path every client call takes, so each of its database steps is
-one statement on a raw cursor: in autocommit a statement is its own transaction, one round
-trip instead of BEGIN, the ORM's statements and COMMIT. On this kind of machine that took the
-path from about 10 round trips to 4 (see docs/reliability.md, "1. Load"). Everything else in
-the app uses the ORM; the models stay the schema's single source (table names come from
-their Meta, columns from their fields).
+one statement: in autocommit a statement is its own transaction, one round trip instead of
+BEGIN, the ORM's statements and COMMIT (10 round trips became 3; docs/reliability.md, "1.
+Load"). They run as server-side prepared statements, planned once per pooled connection,
+except behind PgBouncer (DB_PGBOUNCER), where the settings turn preparing off. Everything
+else in the app uses the ORM; table names come from the models' Meta.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 from datetime import datetime
 from typing import Any, Sequence
 
+import psycopg
 from django.db import connection, transaction
 
 from payments.gateway.client import Attempt
@@ -92,17 +93,23 @@ FROM {CLIENT} WHERE prefix = %s AND is_active
 """
 
 
+def _run(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[Any, ...] | None:
+    connection.ensure_connection()
+    # Django's cursors bind parameters client-side, which cannot be prepared; this one binds
+    # them on the server. Errors come out as Django's (IntegrityError, OperationalError).
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone() if cursor.description else None
+
+
 def _execute(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[Any, ...] | None:
     """One statement, its first row. Outside a transaction it commits by itself; inside one
     (a caller's atomic block, a test case) a savepoint keeps a failed statement from spoiling
     the rest of the transaction, as the ORM's atomic() would."""
     if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone() if cursor.description else None
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone() if cursor.description else None
+        with transaction.atomic():
+            return _run(sql, params)
+    return _run(sql, params)
 
 
 def _loaded(model: type, **fields: Any) -> Any:

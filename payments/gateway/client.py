@@ -7,14 +7,17 @@ acted on a request we got no usable answer to (then the outcome is unknown, not 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Timeout
 
@@ -109,8 +112,9 @@ class GatewayClient:
         self.session = requests.Session()
         # No proxies or .netrc from the environment, and no per-request lookups of them.
         self.session.trust_env = False
-        self.session.auth = (config.api_key, "")
-        self.session.headers.update({"Stripe-Version": "2024-06-20", "User-Agent": "payment-ops/1"})
+        self.session.headers.update({"Stripe-Version": "2024-06-20", "User-Agent": "payment-ops/1",
+                                     "Authorization": _basic_auth(config.api_key)})
+        self.base_url = config.base_url.rstrip("/")
         retry = GatewayRetry(
             total=config.retry_attempts - 1,
             connect=config.retry_attempts - 1,
@@ -192,7 +196,6 @@ class GatewayClient:
                 return GatewayResult(outcome="circuit_open", error_code="circuit_open",
                                      error_message="The payment gateway is failing; calls are paused.",
                                      retry_after=exc.retry_after)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         started = time.monotonic()
         log = start_attempt_log()
         timeout = self.timeout
@@ -206,8 +209,9 @@ class GatewayClient:
         error: BaseException | None = None
         body_error = False
         try:
-            response = self.session.request(method, self.config.base_url.rstrip("/") + path, data=data,
-                                            headers=headers, timeout=timeout)
+            # No redirects: a payment is never re-sent to another address.
+            response = self.session.send(self._prepare(method, path, data, idempotency_key), timeout=timeout,
+                                         allow_redirects=False)
             body = response.content  # read inside the try: a truncated body raises here
         except requests.RequestException as exc:
             error = exc
@@ -222,6 +226,24 @@ class GatewayClient:
             self.breaker.record(permit, outcome=_breaker_outcome(result), duration=elapsed)
         self._log(method, path, result, elapsed, idempotency_key)
         return result
+
+    def _prepare(self, method: str, path: str, data: dict[str, Any] | None,
+                 idempotency_key: str | None) -> requests.PreparedRequest:
+        """What `Session.request` would build, without re-merging the session's headers,
+        cookies and auth into every request (a tenth of a payment's CPU under load): the
+        gateway sets no cookies, and the headers, with the API key's, are the session's."""
+        prepared = requests.PreparedRequest()
+        prepared.method, prepared.url = method, self.base_url + path
+        prepared.headers = CaseInsensitiveDict(self.session.headers)
+        if idempotency_key:
+            prepared.headers["Idempotency-Key"] = idempotency_key
+        if data is not None:
+            prepared.body = urlencode(data).encode()
+            prepared.headers["Content-Type"] = "application/x-www-form-urlencoded"
+            prepared.headers["Content-Length"] = str(len(prepared.body))
+        elif method not in {"GET", "HEAD"}:
+            prepared.headers["Content-Length"] = "0"
+        return prepared
 
     def _result(self, method: str, path: str, log: list[AttemptRecord], response: requests.Response | None,
                 body: bytes, error: BaseException | None, body_error: bool) -> GatewayResult:
@@ -279,6 +301,11 @@ class GatewayClient:
         # Successes at DEBUG: one formatted line per payment is measurable at high rates.
         level = logging.WARNING if category else logging.DEBUG
         logger.log(level, "gateway %s %s -> %s", method, extra["path"], result.outcome, extra=extra)
+
+
+def _basic_auth(api_key: str) -> str:
+    """Stripe's scheme: the secret key as the user name of HTTP Basic auth, no password."""
+    return "Basic " + base64.b64encode(f"{api_key}:".encode()).decode("ascii")
 
 
 def _is_body_error(exc: BaseException) -> bool:
