@@ -8,9 +8,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 import requests
 from django.db import connection, connections
+
+from config.postgres.base import RECENTLY_RETURNED, _returned_at, check_unless_recent
 
 from tests.support.processes import ROOT, gunicorn, service_env
 from tests.support.tcpproxy import TcpProxy
@@ -106,6 +109,46 @@ def test_database_restart_while_serving_recovers_without_restarting(tmp_path) ->
     assert down.json()["error"]["code"] == "db_unavailable"
     assert ready_down.status_code == 503, ready_down.text
     assert statuses[-1] == 200
+
+
+def _connect() -> psycopg.Connection:
+    db = connection.settings_dict
+    return psycopg.connect(dbname=db["NAME"], host=db["HOST"], port=db["PORT"], user=db["USER"], autocommit=True)
+
+
+def _terminate(application_name: str) -> int:
+    """Ends that application's sessions on the test database, as a server restart would."""
+    with _connect() as admin:
+        return admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND application_name = %s",
+                             [application_name]).fetchone()[0]
+
+
+def test_the_pool_checks_a_connection_unless_it_came_back_under_a_second_ago() -> None:
+    connection.ensure_connection()
+    assert connection.pool._check is check_unless_recent  # Django's pool runs our check
+    with _connect() as conn, _connect() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        _returned_at[conn] = time.monotonic()
+        check_unless_recent(conn)  # just given back: trusted, no round trip, so no error
+        _returned_at[conn] -= RECENTLY_RETURNED
+        with pytest.raises(psycopg.OperationalError):
+            check_unless_recent(conn)  # idle longer: checked, and the dead session shows
+
+
+def test_after_every_session_was_ended_the_service_recovers_without_a_restart(tmp_path) -> None:
+    db = connections["default"].settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    with gunicorn(threads=4, log=tmp_path / "web.log", role="web-ended", DATABASE_URL=url, DB_MIN_CONNECTIONS="4",
+                  DB_CONNECTION_TIMEOUT="2000") as base:
+        for _ in range(8):  # the pool's connections have all been used and given back
+            assert requests.get(f"{base}/_test/hold-db?ms=1", timeout=10).status_code == 200
+        assert _terminate("payops-web-ended") >= 4
+        deadline = time.monotonic() + 20
+        while requests.get(f"{base}/_test/hold-db?ms=1", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "no 200 within 20 s of the sessions ending"
+        statuses = [requests.get(f"{base}/_test/hold-db?ms=1", timeout=10).status_code for _ in range(10)]
+    assert statuses == [200] * 10  # no dead connection left in the pool
 
 
 def test_database_down_at_startup_retries_then_says_so() -> None:

@@ -101,6 +101,16 @@ def test_defaults_follow_the_contract(settings) -> None:
     assert db["OPTIONS"]["pool"]["max_idle"] == 300.0
 
 
+def test_prepared_statements_are_off_behind_pgbouncer() -> None:
+    code = ("from django.conf import settings as s; d = s.DATABASES['default'];"
+            "print(d['OPTIONS']['prepare_threshold'], d['DISABLE_SERVER_SIDE_CURSORS'])")
+    direct = manage("shell", "--no-imports", "-c", code, DJANGO_DEBUG="true")
+    bouncer = manage("shell", "--no-imports", "-c", code, DJANGO_DEBUG="true", DB_PGBOUNCER="true")
+    assert direct.returncode == bouncer.returncode == 0, direct.stderr + bouncer.stderr
+    assert direct.stdout.split() == ["1000000", "False"]  # only statements asking for it are prepared
+    assert bouncer.stdout.split() == ["None", "True"]
+
+
 def test_timeouts_in_ms_become_seconds() -> None:
     result = manage(
         "shell", "--no-imports", "-c",

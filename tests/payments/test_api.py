@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from payments.models import Payment
+from payments import services
+from payments.models import IdempotencyRecord, Payment
 from tests.payments.factories import Api, make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,6 +27,10 @@ def test_payment_succeeds_and_is_recorded_here_and_at_the_gateway(api: Api, gate
     assert body["attempts"] == 1
     payment = Payment.objects.get(pk=body["id"])
     assert payment.attempts.get().outcome == "ok"
+    assert (payment.metadata, payment.reference, payment.gateway_id) == ({"cart": "7"}, "order-1", body["gateway_id"])
+    # The answer is kept for replays and the key's lease is over, with the payment's own write.
+    record = IdempotencyRecord.objects.get(resource_id=body["id"])
+    assert (record.response_status, record.response_body, record.locked_until) == (201, body, None)
     intents = gateway.intents_for("payment_id", body["id"])
     assert [i["id"] for i in intents] == [body["gateway_id"]]
     assert api.get(f"/api/v1/payments/{body['id']}").json()["status"] == "succeeded"
@@ -48,6 +53,15 @@ def test_same_key_same_body_replays_the_first_answer(api: Api, gateway) -> None:
     assert again["Idempotent-Replayed"] == "true"
     assert len(gateway.intents_for("payment_id", first.json()["id"])) == 1
     assert Payment.objects.count() == 1
+
+
+def test_a_late_lease_end_keeps_the_answer_another_request_kept(api: Api) -> None:
+    first = api.pay(idempotency_key="order-44")
+    record = IdempotencyRecord.objects.get(key="order-44")
+    services.idempotency_release(record=record)  # a request whose lease had run out, ending without an answer
+    record.refresh_from_db()
+    assert (record.response_status, record.response_body) == (201, first.json())
+    assert api.pay(idempotency_key="order-44").json() == first.json()
 
 
 def test_same_key_other_body_is_409(api: Api) -> None:

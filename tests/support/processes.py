@@ -41,7 +41,8 @@ def service_env(**overrides: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers: int = 1, threads: int = 8, log: Path | None = None, **env: str) -> Iterator[str]:
+def gunicorn(*, workers: int = 1, threads: int = 8, log: Path | None = None, role: str = "web",
+             **env: str) -> Iterator[str]:
     port = _free_port()
     cmd = [
         str(BIN / "gunicorn"), "config.wsgi", "-c", str(ROOT / "config/gunicorn.py"),
@@ -50,7 +51,7 @@ def gunicorn(*, workers: int = 1, threads: int = 8, log: Path | None = None, **e
     out = open(log, "ab") if log else subprocess.DEVNULL
     if log:
         LOG_FILES.append(log)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env(PROCESS_ROLE="web", **env), stdout=out, stderr=out)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env(PROCESS_ROLE=role, **env), stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/health/live", proc)
