@@ -112,7 +112,8 @@ def test_work_the_alerts_from_the_index_to_acknowledged(page) -> None:  # type: 
     with page.expect_navigation():
         page.locator("#result_list tbody tr").first.locator("td.field-condition a, th.field-condition a").click()
     assert "on it: the gateway" in page.locator("section[aria-label=History]").inner_text()
-    page.click("text=Runbook: gateway: unreachable")
+    with page.expect_navigation():  # the runbook is another page: wait for it to load
+        page.click("text=Runbook: gateway: unreachable")
     assert page.url.endswith("#gateway-unreachable")
     assert page.locator("#gateway-unreachable").is_visible()
     page.goto("/admin/health/alert/?state=active&component=database")
