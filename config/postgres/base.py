@@ -9,6 +9,7 @@ reconnection logic takes over and a failure answers 503, not a retry loop in the
 from __future__ import annotations
 
 import logging
+import functools
 import threading
 import time
 import weakref
@@ -38,11 +39,20 @@ RECENTLY_RETURNED = 1.0  # s
 _returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
 
 
-def check_unless_recent(conn: psycopg.Connection) -> None:
+def check_unless_recent(conn: psycopg.Connection, pool: ConnectionPool | None = None) -> None:
     returned = _returned_at.get(conn)
     if returned is not None and time.monotonic() - returned < RECENTLY_RETURNED:
         return
-    ConnectionPool.check_connection(conn)
+    try:
+        ConnectionPool.check_connection(conn)
+    except psycopg.Error:
+        if pool is not None:
+            # One dead idle connection almost always means the server restarted or failed
+            # over, so the others are dead too. Replace them all now: left to the pool, a
+            # request finds them one by one with its back-off in between (1, 2, 4, 8 s...)
+            # and the first request after a failover waits out the whole acquire timeout.
+            pool.drain()
+        raise
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -53,7 +63,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # takes no check of ours; swap it in once (psycopg-pool is pinned; if the attribute
         # ever moves, the pool keeps its own check, which is only slower).
         if pool is not None and getattr(pool, "_check", None) is ConnectionPool.check_connection:
-            pool._check = check_unless_recent
+            pool._check = functools.partial(check_unless_recent, pool=pool)
         return pool
 
     def _close(self) -> None:
