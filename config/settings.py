@@ -133,6 +133,8 @@ DB_IDLE_TIMEOUT = env_ms("DB_IDLE_TIMEOUT", 300000)  # s, idle connections above
 DB_MAX_RETRIES = env_int("DB_MAX_RETRIES", 3)  # tries of the first connection at start-up
 DB_RETRY_DELAY = env_ms("DB_RETRY_DELAY", 1000, minimum_ms=0)  # s, between those tries
 DB_PGBOUNCER = env_bool("DB_PGBOUNCER", False)  # PgBouncer in transaction mode in front of PostgreSQL
+# Per process, beside the pool: connections that only record gateway answers (config/postgres/lane.py).
+DB_ANSWER_CONNECTIONS = max(1, DB_MAX_CONNECTIONS // 10)
 require(
     DB_MIN_CONNECTIONS <= DB_MAX_CONNECTIONS,
     f"DB_MIN_CONNECTIONS ({DB_MIN_CONNECTIONS}) must not exceed DB_MAX_CONNECTIONS ({DB_MAX_CONNECTIONS})",

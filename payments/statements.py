@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import psycopg
 from django.db import connection, transaction
 
+from config.postgres.lane import answer_connection
 from payments.gateway.client import Attempt
 from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentAttempt
 
@@ -93,23 +94,28 @@ FROM {CLIENT} WHERE prefix = %s AND is_active
 """
 
 
-def _run(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[Any, ...] | None:
-    connection.ensure_connection()
+def _run(conn: psycopg.Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[Any, ...] | None:
     # Django's cursors bind parameters client-side, which cannot be prepared; this one binds
     # them on the server. Errors come out as Django's (IntegrityError, OperationalError).
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(conn) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone() if cursor.description else None
 
 
-def _execute(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[Any, ...] | None:
+def _execute(sql: str, params: Sequence[Any] | dict[str, Any], *, answer: bool = False) -> tuple[Any, ...] | None:
     """One statement, its first row. Outside a transaction it commits by itself; inside one
     (a caller's atomic block, a test case) a savepoint keeps a failed statement from spoiling
-    the rest of the transaction, as the ORM's atomic() would."""
+    the rest of the transaction, as the ORM's atomic() would. A gateway `answer` goes through
+    the answers lane (config/postgres/lane.py) unless it belongs to such a transaction."""
     if connection.in_atomic_block:
         with transaction.atomic():
-            return _run(sql, params)
-    return _run(sql, params)
+            connection.ensure_connection()
+            return _run(connection.connection, sql, params)
+    if answer:
+        with connection.wrap_database_errors, answer_connection() as conn:
+            return _run(conn, sql, params)
+    connection.ensure_connection()
+    return _run(connection.connection, sql, params)
 
 
 def _loaded(model: type, **fields: Any) -> Any:
@@ -166,7 +172,8 @@ def payment_apply_first(*, payment_id: str, fields: dict[str, Any], attempts: Se
     rows = _ATTEMPTS.format(rows=", ".join(_attempt_row(i) for i in range(1, len(attempts) + 1))) if attempts else ""
     if release is not None:
         params.update(_release_params(*release))
-    row = _execute(_APPLY.format(attempts=rows, release=_APPLY_RELEASE if release is not None else ""), params)
+    row = _execute(_APPLY.format(attempts=rows, release=_APPLY_RELEASE if release is not None else ""), params,
+                   answer=True)
     return bool(row and row[0])
 
 

@@ -44,9 +44,12 @@ def _close_pool_before_test_database_teardown(django_db_setup, django_db_blocker
     yield
     from django.db import connections
 
-    # The pool keeps connections to the test database open; it must go before the database.
+    from config.postgres.lane import close_lane
+
+    # The pools keep connections to the test database open; they must go before the database.
     with django_db_blocker.unblock():
         connections["default"].close_pool()
+        close_lane()
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,10 @@ RECENTLY_RETURNED = 1.0  # s
 _returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
 
 
+def mark_returned(conn: psycopg.Connection) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
 def check_unless_recent(conn: psycopg.Connection, pool: ConnectionPool | None = None) -> None:
     returned = _returned_at.get(conn)
     if returned is not None and time.monotonic() - returned < RECENTLY_RETURNED:
@@ -68,7 +72,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _close(self) -> None:
         if self.connection is not None and self.pool is not None:
-            _returned_at[self.connection] = time.monotonic()
+            mark_returned(self.connection)
         super()._close()
 
     def get_new_connection(self, conn_params):
