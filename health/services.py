@@ -69,14 +69,19 @@ def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
     from payments.gateway.pools import http_pool_stats
 
+    from config.postgres.lane import existing_lane
+
     now = time.time()
-    db = _db_pool_figures()
+    db = _db_pool_figures(_existing_pool())
+    answers = _db_pool_figures(existing_lane())  # the answers lane (config/postgres/lane.py)
     failures = db_failure_counts()
     http = http_pool_stats()
     logs = _logging_stats()
     counters: dict[str, float] = {f"dbfail.{key}": value for key, value in failures.items()}
     if db is not None:
         counters.update({f"db.{key}": db[key] for key in DB_COUNTERS})
+    if answers is not None:
+        counters.update({f"dba.{key}": answers[key] for key in DB_COUNTERS})
     for pool in http:
         counters.update({f"http.{pool['client']}|{pool['host']}.{key}": pool[key] for key in HTTP_COUNTERS})
     if logs is not None:
@@ -88,6 +93,8 @@ def pool_stats_collect() -> dict[str, Any]:
 
     if db is not None:
         db["recent"] = section("db.")
+    if answers is not None:
+        answers["recent"] = section("dba.")
     for pool in http:
         pool["recent"] = section(f"http.{pool['client']}|{pool['host']}.")
     if logs is not None:
@@ -100,6 +107,7 @@ def pool_stats_collect() -> dict[str, Any]:
         "at": now,
         "window_s": fleet.delta_window(),
         "db": db,
+        "db_answers": answers,
         "db_failures": {"total": failures, "recent": section("dbfail.")},
         "http": http,
         "logging": logs,
@@ -113,8 +121,7 @@ def pool_stats_publish() -> dict[str, Any]:
     return doc
 
 
-def _db_pool_figures() -> dict[str, Any] | None:
-    pool = _existing_pool()
+def _db_pool_figures(pool: Any) -> dict[str, Any] | None:
     if pool is None:
         return None
     # get_stats(), never pop_stats(): popping resets the counters for every other reader.

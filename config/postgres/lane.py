@@ -56,6 +56,11 @@ def answer_connection() -> Iterator[psycopg.Connection]:
             mark_returned(conn)  # back within the second: lent again unchecked
 
 
+def existing_lane() -> ConnectionPool | None:
+    """This process's lane if it recorded an answer yet (for its pool statistics), else None."""
+    return _pool
+
+
 def close_lane() -> None:
     """Tests that recreate the database, and process shutdown."""
     global _pool

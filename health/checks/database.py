@@ -27,8 +27,10 @@ class DatabaseCheck(Check):
             raise ServiceUnavailable("database unreachable", figures=figures) from exc
         figures["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         capacity = server["max_connections"] - settings.DB_CONNECTION_RESERVE
+        # What the fleet may open: every pool, and the answers lanes beside them.
+        may_open = figures["max"] + figures["answers_max"]
         figures["server"] = {**server, "reserve": settings.DB_CONNECTION_RESERVE, "capacity": capacity,
-                             "pool_max_total": figures["max"], "fits": figures["max"] <= capacity}
+                             "pool_max_total": may_open, "fits": may_open <= capacity}
         reading = Reading(figures=figures, message=_message(figures))
         reading.utilisation["pool_utilisation"] = figures["utilisation_pct"]
         reading.utilisation["server_connections"] = percent(server["total"], server["max_connections"])
@@ -40,10 +42,10 @@ class DatabaseCheck(Check):
                 "pool_exhausted", "error",
                 f"{count} database connection requests timed out in the last {docs[0]['window_s']:.0f} s ({where})",
             ))
-        if figures["max"] > capacity:
+        if may_open > capacity:
             reading.problems.append(Problem(
                 "pool_oversubscribed", "warning",
-                f"pools may open {figures['max']} connections; the server has {capacity} "
+                f"pools may open {may_open} connections; the server has {capacity} "
                 f"({server['max_connections']} max_connections less a reserve of {settings.DB_CONNECTION_RESERVE})",
             ))
         return reading
@@ -51,13 +53,16 @@ class DatabaseCheck(Check):
 
 def _pool(doc: dict[str, Any]) -> dict[str, Any]:
     db, recent = doc["db"], doc["db"].get("recent", {})
+    answers = doc.get("db_answers") or {}
     return {
         "process": doc["process"], "role": doc.get("role", ""),
         "in_use": db["in_use"], "idle": db["idle"], "size": db["size"], "min": db["min"], "max": db["max"],
         "waiting": db["waiting"], "utilisation_pct": percent(db["in_use"], db["max"]),
         "requests": recent.get("requests_num", 0), "queued": recent.get("requests_queued", 0),
         "wait_ms": recent.get("requests_wait_ms", 0),
-        "acquire_errors": int(recent.get("requests_errors", 0)),
+        "acquire_errors": int(recent.get("requests_errors", 0))
+        + int(answers.get("recent", {}).get("requests_errors", 0)),
+        "answers_max": answers.get("max", 0), "answers_in_use": answers.get("in_use", 0),
         "exhausted_503": int(doc.get("db_failures", {}).get("recent", {}).get("db_pool_exhausted", 0)),
         "unavailable_503": int(doc.get("db_failures", {}).get("recent", {}).get("db_unavailable", 0)),
     }
@@ -67,7 +72,7 @@ def _fleet_figures(pools: list[dict[str, Any]], *, shared: bool) -> dict[str, An
     worst = max(pools, key=lambda p: p["utilisation_pct"] or 0, default=None)
     total = {key: sum(p[key] for p in pools) for key in ("in_use", "idle", "max", "waiting", "requests", "queued",
                                                            "wait_ms", "acquire_errors", "exhausted_503",
-                                                           "unavailable_503")}
+                                                           "unavailable_503", "answers_max", "answers_in_use")}
     return {
         **total,
         "errors": total["acquire_errors"],

@@ -220,11 +220,12 @@ def fleet_overview() -> Fleet:
             "host": doc.get("host"), "pid": doc.get("pid"), "role": doc.get("role"),
             "age_s": round(max(0.0, now - float(doc.get("at") or now)), 1),
             "db": db or None, "db_pct": round(100.0 * db["in_use"] / db["max"], 1) if db.get("max") else None,
+            "db_answers_max": (doc.get("db_answers") or {}).get("max", 0),
             "http": [{**pool, "pct": round(100.0 * pool["in_use"] / pool["max"], 1) if pool.get("max") else None}
                      for pool in doc.get("http") or []],
         })
     fleet = Fleet(processes=processes, available=True,
-                  db_max_total=sum((p["db"] or {}).get("max", 0) for p in processes))
+                  db_max_total=sum((p["db"] or {}).get("max", 0) + p["db_answers_max"] for p in processes))
     try:
         fleet.server = server_connection_stats()
         fleet.capacity = fleet.server["max_connections"] - settings.DB_CONNECTION_RESERVE

@@ -130,7 +130,23 @@ def test_two_processes_publish_and_the_check_sums_them(tmp_path, ticker) -> None
     assert snapshot.figures["shared"] is True
     # The server's own view agrees: our web processes hold at least those seven.
     assert snapshot.figures["server"]["by_application"]["payops-web"] >= 7
-    assert snapshot.figures["server"]["pool_max_total"] == snapshot.maximum
+    assert snapshot.figures["server"]["pool_max_total"] == snapshot.maximum + snapshot.figures["answers_max"]
+
+
+def test_a_process_that_recorded_an_answer_publishes_its_lane_and_the_check_counts_it(ticker) -> None:
+    from config.postgres.lane import answer_connection
+
+    with answer_connection() as conn:  # what recording a gateway answer does
+        conn.execute("SELECT 1")
+    doc = pool_stats_publish()
+    lane = doc["db_answers"]
+    assert (lane["max"], lane["min"]) == (2, 1)  # max(1, DB_MAX_CONNECTIONS ÷ 10) beside the pool of 20
+    assert lane["requests_num"] >= 1 and "recent" in lane
+    run = health_check_run(now=ticker(), checks=[DatabaseCheck()])
+    figures = run.snapshots.get(component="database").figures
+    own = next(p for p in figures["pools"] if p["process"] == doc["process"])
+    assert own["answers_max"] == 2
+    assert figures["server"]["pool_max_total"] == figures["max"] + figures["answers_max"] >= 22
 
 
 def test_pools_that_could_outgrow_the_server_are_a_warning(settings, ticker) -> None:
