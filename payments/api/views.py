@@ -137,6 +137,8 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
         payment = fresh or services.payment_create(client=client, record=record, **payment_request.__dict__)
         payment = services.payment_submit(payment_id=payment.id, opened=fresh,
                                           release=(record, _payment_answer) if fresh else None)
+        if record.locked_until is None and record.response_status is not None:
+            return record.response_status, record.response_body, True  # kept with the payment's write
         return _payment_answer(payment)
 
     return _idempotent(request, client, "payments.create", data, run, open_first=open_first)
