@@ -8,6 +8,9 @@ import os
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings as hypothesis_settings
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from payments.api.validation import contains_card_number
 from tests.payments.factories import make_client
@@ -42,4 +45,9 @@ def test_api_answers_every_generated_request_within_its_contract(case, api_key: 
         # Refused on purpose: the schema cannot say "no card numbers inside a string".
         assert response.status_code == 400
         return
-    case.validate_response(response, headers={"Authorization": f"Bearer {api_key}"})
+    # A case generated with a bad header (the only one is Authorization) is sent with the real
+    # key, so it is no longer invalid there and its acceptance proves nothing either way.
+    header = case.meta.components.get(ParameterLocation.HEADER) if case.meta else None
+    overridden = header is not None and header.mode == GenerationMode.NEGATIVE
+    case.validate_response(response, headers={"Authorization": f"Bearer {api_key}"},
+                           excluded_checks=[negative_data_rejection] if overridden else None)
