@@ -176,24 +176,6 @@ def start_baselines(fleet: Fleet, *, workers: int, threads: int) -> dict[str, st
     return urls
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """utime + stime of `root` and its children (a gunicorn master and its workers), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    tree, grew = {root}, True
-    while grew:
-        children = {pid for pid, (ppid, _) in stats.items() if ppid in tree} - tree
-        grew = bool(children)
-        tree |= children
-    return sum(stats[pid][1] for pid in tree if pid in stats)
-
-
 CPU_GROUPS = ("postgres", "sandbox", "redis", "celery")
 
 
@@ -232,7 +214,7 @@ def machine_cpu(app_root: int) -> dict[str, float]:
 def drive(url: str, *, clients: int, seconds: float, tag: str, api_key: str, body: str, script: Path,
           server_pid: int) -> Level:
     """wrk against POST {url}/api/v1/payments; its Lua script's lines parsed into a Level."""
-    cpu_before, machine_before = tree_cpu_seconds(server_pid), machine_cpu(server_pid)
+    machine_before = machine_cpu(server_pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(script), url,
          "--", tag, "/api/v1/payments", api_key or "-", body],
@@ -250,10 +232,10 @@ def drive(url: str, *, clients: int, seconds: float, tag: str, api_key: str, bod
     level.p50_ms, level.p99_ms = int(latency.group(1)) / 1000, int(latency.group(2)) / 1000
     level.requests, level.seconds = int(summary.group(1)), int(summary.group(2)) / 1e6
     level.socket_errors = sum(int(summary.group(i)) for i in range(3, 7))
-    level.cpu_ms = (tree_cpu_seconds(server_pid) - cpu_before) * 1000 / max(1, level.requests)
     machine_after = machine_cpu(server_pid)
     level.cpu_by = {group: (machine_after[group] - machine_before[group]) * 1000 / max(1, level.requests)
                     for group in machine_after}
+    level.cpu_ms = level.cpu_by["app"]  # the app's gunicorn master and workers
     return level
 
 
