@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class PaymentsConfig(AppConfig):
     name = "payments"
     verbose_name = "Payments"
+
+    def ready(self) -> None:
+        # Every process that can change an API key (web, console, shell, workers) announces
+        # the change to the processes that cache keys.
+        from payments.api import keycache  # noqa: F401

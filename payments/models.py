@@ -60,7 +60,9 @@ UNSETTLED_STATUSES = frozenset({"unknown", "processing"})
 
 class Payment(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "pay"), editable=False)
-    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="payments")
+    # Indexed as the first column of payment_client_created and the idempotency constraint;
+    # an index of its own would only be one more write per INSERT and UPDATE.
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="payments", db_index=False)
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     amount = models.PositiveBigIntegerField(help_text="In the currency's minor unit.")
@@ -93,8 +95,12 @@ class Payment(models.Model):
         ]
         indexes = [
             models.Index(fields=["client", "-created"], name="payment_client_created"),
-            models.Index(fields=["status", "next_settle_at"], name="payment_status_settle"),
-            models.Index(fields=["reference"], name="payment_reference"),
+            # Every payment is written twice (opened, then answered) and each write of a row that
+            # changes its status is a new entry in every index: the sweeps only look for the
+            # unfinished, and searches only for a reference that was given.
+            models.Index(fields=["status", "next_settle_at"], name="payment_status_unfinished",
+                         condition=Q(status__in=["pending", "processing", "unknown"])),
+            models.Index(fields=["reference"], name="payment_reference_given", condition=~Q(reference="")),
             models.Index(fields=["-created"], name="payment_created"),
         ]
 
@@ -121,7 +127,8 @@ class AttemptOutcome(models.TextChoices):
 class PaymentAttempt(models.Model):
     """One request on the wire to the gateway, including those urllib3 retried on its own."""
 
-    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="attempts")
+    # attempt_unique_number (payment, number) is the index for the foreign key.
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveIntegerField()
     operation = models.CharField(max_length=20, default="create")  # create, retrieve, refund
     started_at = models.DateTimeField()
@@ -184,7 +191,8 @@ class IdempotencyRecord(models.Model):
     same key gets 409 instead of a second gateway charge.
     """
 
-    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    # idempotency_unique_key (client, key) is the index for the foreign key.
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     endpoint = models.CharField(max_length=100)
     request_hash = models.CharField(max_length=64)

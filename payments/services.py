@@ -39,15 +39,22 @@ class InvalidTransition(Exception):
 
 
 # --- API keys ------------------------------------------------------------------------------
-def _hash_key(raw_key: str) -> str:
+def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_prefix(raw_key: str) -> str | None:
+    """The public part of a key (pok_<prefix>_<secret>), or None if it is not shaped like one."""
+    if not raw_key.startswith(KEY_PREFIX) or raw_key.count("_") < 2:
+        return None
+    return raw_key[len(KEY_PREFIX):].split("_", 1)[0]
 
 
 def api_key_create(*, name: str, created_by: Any = None) -> tuple[ApiClient, str]:
     """Creates a client and returns its key: the only time the key is ever seen."""
     prefix = secrets.token_hex(4)
     raw_key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient.objects.create(name=name, prefix=prefix, key_hash=_hash_key(raw_key), created_by=created_by)
+    client = ApiClient.objects.create(name=name, prefix=prefix, key_hash=hash_key(raw_key), created_by=created_by)
     logger.info("api key created", extra={"category": "api_key_created", "client": name, "prefix": prefix})
     return client, raw_key
 
@@ -55,7 +62,7 @@ def api_key_create(*, name: str, created_by: Any = None) -> tuple[ApiClient, str
 def api_key_rotate(*, client: ApiClient) -> str:
     prefix = secrets.token_hex(4)
     raw_key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    client.prefix, client.key_hash, client.is_active, client.revoked_at = prefix, _hash_key(raw_key), True, None
+    client.prefix, client.key_hash, client.is_active, client.revoked_at = prefix, hash_key(raw_key), True, None
     client.save(update_fields=["prefix", "key_hash", "is_active", "revoked_at"])
     return raw_key
 
@@ -68,18 +75,21 @@ def api_key_revoke(*, client: ApiClient) -> None:
 
 
 def api_client_authenticate(*, raw_key: str) -> ApiClient | None:
-    if not raw_key.startswith(KEY_PREFIX) or raw_key.count("_") < 2:
-        return None
-    prefix = raw_key[len(KEY_PREFIX):].split("_", 1)[0]
-    client = statements.api_client_by_prefix(prefix)  # every API call: one plain SELECT
-    if client is None:
-        return None
-    if not hmac.compare_digest(client.key_hash, _hash_key(raw_key)):
+    """The key's client, read from PostgreSQL (the API reads it through payments.api.keycache)."""
+    prefix = api_key_prefix(raw_key)
+    client = statements.api_client_by_prefix(prefix) if prefix is not None else None
+    if client is None or not hmac.compare_digest(client.key_hash, hash_key(raw_key)):
         return None
     now = timezone.now()
     if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
-        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+        api_client_touch(client=client, now=now)
     return client
+
+
+def api_client_touch(*, client: ApiClient, now: datetime) -> None:
+    # An UPDATE, not save(): last use is not a change of the key (no post_save, no broadcast).
+    ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+    client.last_used_at = now
 
 
 # --- Idempotency ---------------------------------------------------------------------------

@@ -13,10 +13,12 @@ import redis
 from django.conf import settings
 
 from config.redis import get_redis
+from payments.api.keycache import GENERATION_KEY
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1] bucket; ARGV rate (tokens/s), burst, now (ms). Returns {allowed, wait_ms}.
+# KEYS[1] bucket, KEYS[2] the API key generation (payments/api/keycache.py, read here to save
+# a round trip); ARGV rate (tokens/s), burst, now (ms). Returns {allowed, wait_ms, generation}.
 _BUCKET = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -35,25 +37,27 @@ else
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, wait}
+return {allowed, wait, redis.call('GET', KEYS[2]) or ''}
 """
 
 _script = None
 _redis_down = False
 
 
-def rate_limit_check(*, key_id: str) -> tuple[bool, float]:
-    """(allowed, retry_after seconds) for one request of this API key."""
+def rate_limit_check(*, key_id: str) -> tuple[bool, float, str | None]:
+    """(allowed, retry_after seconds, API key generation) for one request of this API key;
+    the generation is None when Redis could not be asked, "" when it has none."""
     global _script, _redis_down
     rate, burst = settings.API_RATE_LIMIT, settings.API_RATE_BURST
     try:
         if _script is None:
             _script = get_redis().register_script(_BUCKET)
-        allowed, wait_ms = _script(keys=[f"payops:ratelimit:{key_id}"], args=[rate, burst, int(time.time() * 1000)])
+        allowed, wait_ms, generation = _script(keys=[f"payops:ratelimit:{key_id}", GENERATION_KEY],
+                                               args=[rate, burst, int(time.time() * 1000)])
     except redis.RedisError:
         if not _redis_down:
             logger.warning("rate limiting paused: Redis unreachable", extra={"category": "ratelimit_unavailable"})
         _redis_down = True
-        return True, 0.0
+        return True, 0.0, None
     _redis_down = False
-    return bool(allowed), wait_ms / 1000.0
+    return bool(allowed), wait_ms / 1000.0, generation.decode()

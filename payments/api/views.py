@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from config.errors import error_response
 from health.dbpool import classify_db_error
 from payments import selectors, services
+from payments.api import keycache
 from payments.api.ratelimit import rate_limit_check
 from payments.api.serializers import payment_to_dict, refund_to_dict
 from payments.api.validation import (
@@ -52,12 +53,16 @@ def api_view(methods: set[str]) -> Callable[[View], View]:
                                       headers={"Allow": ", ".join(sorted(methods))})
             auth = request.headers.get("Authorization", "")
             scheme, _, raw_key = auth.partition(" ")
-            client = services.api_client_authenticate(raw_key=raw_key.strip()) if scheme.lower() == "bearer" else None
+            verified = keycache.authenticate(raw_key.strip()) if scheme.lower() == "bearer" else None
+            client = None
+            if verified is not None:
+                # The rate limit's answer also says whether a key the cache vouched for changed.
+                allowed, retry_after, generation = rate_limit_check(key_id=verified.prefix)
+                client = keycache.confirm(verified, generation)
             if client is None:
                 return error_response(401, type="authentication_error", code="invalid_api_key",
                                       message="Send a valid API key as 'Authorization: Bearer <key>'.",
                                       headers={"WWW-Authenticate": 'Bearer realm="payments"'})
-            allowed, retry_after = rate_limit_check(key_id=client.prefix)
             if not allowed:
                 return error_response(429, type="rate_limit_error", code="rate_limited",
                                       message="Too many requests for this API key; slow down.",
