@@ -40,12 +40,11 @@ def test_pool_pressure_503_fast_with_retry_after_no_leak_no_loss(tmp_path) -> No
                                    hold_ms=500, acquire_ms=acquire_ms)
     print(pool_pressure.report(result))
     print("leak check:", result.figures["leak"])
-    # A payment takes a pooled connection up to three times and may wait each time; only the
-    # single-acquisition endpoint is held to the one-timeout bound (see docs/reliability.md).
     checks = {k: v for k, v in result.checks.items() if not k.startswith("every 503 within")}
     assert all(checks.values()), (result.checks, result.figures["leak"])
-    # One acquisition: the timeout plus scheduling slack on a shared 2-CPU box (strict +100 ms in the docs).
-    assert result.figures["max_503_ms_by_kind"]["hold"] <= acquire_ms + 500, result.figures
+    # Every 503, payments' too, within the timeout plus scheduling slack on a shared 2-CPU
+    # box running the suite (strict +100 ms in the docs' full run).
+    assert max(result.figures["max_503_ms_by_kind"].values()) <= acquire_ms + 300, result.figures
 
 
 def test_postgresql_restart_mid_load_loses_and_duplicates_nothing(tmp_path) -> None:
