@@ -3,7 +3,9 @@
 import os
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-worker_class = "gthread"
+# gthread, stamping each request with its wait for a thread so the database pool's timeout
+# counts from when the request arrived (config/queueing.py).
+worker_class = "config.gunicorn_worker.ThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Each thread may hold one database connection: keep threads below DB_MAX_CONNECTIONS.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))

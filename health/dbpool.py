@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from psycopg_pool import PoolTimeout, TooManyRequests
 
+from config import queueing
+
 logger = logging.getLogger(__name__)
 
 _counts: Counter[str] = Counter()
@@ -51,7 +53,9 @@ def record_db_failure(category: str, *, path: str = "") -> None:
         _counts[category] += 1
     logger.error(
         "database %s", "pool exhausted" if category == POOL_EXHAUSTED else "unavailable",
-        extra={"category": category, "path": path},
+        # queued_ms: time the request waited for a gunicorn thread before it could ask the
+        # pool; often high means too few threads per worker, not too few connections.
+        extra={"category": category, "path": path, "queued_ms": round(queueing.queued_for() * 1000, 1)},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -84,6 +85,31 @@ def test_exhausted_pool_answers_503_with_retry_after(tmp_path) -> None:
     assert waited < 0.5 + 1.0
     log = (tmp_path / "web.log").read_text()
     assert '"category":"db_pool_exhausted"' in log
+
+
+def test_a_request_that_waited_for_a_gunicorn_thread_answers_503_within_the_timeout_of_its_arrival(tmp_path) -> None:
+    # Three threads, one connection: a holder takes it, two requests wait for the pool and a
+    # fourth waits for a thread. Its 503 must come within the 1 s timeout of its arrival, not
+    # after its time in gunicorn's queue plus a whole timeout (about 1.9 s before the fix).
+    with gunicorn(threads=3, log=tmp_path / "web.log", DB_MAX_CONNECTIONS="1", DB_MIN_CONNECTIONS="1",
+                  DB_CONNECTION_TIMEOUT="1000") as base:
+        with ThreadPoolExecutor(4) as executor:
+            holder = executor.submit(requests.get, f"{base}/_test/hold-db?ms=2500", timeout=10)
+            time.sleep(0.2)
+            waiting = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=10", timeout=10) for _ in range(2)]
+            time.sleep(0.1)  # every thread busy
+            started = time.perf_counter()
+            queued = requests.get(f"{base}/_test/hold-db?ms=10", timeout=10)
+            took = time.perf_counter() - started
+            assert holder.result().status_code == 200
+            assert [f.result().status_code for f in waiting] == [503, 503]
+    assert queued.status_code == 503
+    assert queued.json()["error"]["code"] == "db_pool_exhausted"
+    assert queued.headers["Retry-After"].isdigit()
+    assert 0.6 < took < 1.0 + 0.3, took
+    queued_logs = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines()
+                   if '"category":"db_pool_exhausted"' in line]
+    assert max(event["queued_ms"] for event in queued_logs) > 500  # the log says where the time went
 
 
 def test_database_restart_while_serving_recovers_without_restarting(tmp_path) -> None:

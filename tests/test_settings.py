@@ -144,8 +144,10 @@ def test_contract_defaults_without_any_environment() -> None:
         "from django.conf import settings as s; import importlib;"
         "g = importlib.import_module('config.gunicorn');"
         "print(s.PAYMENT_TIMEOUT, s.PAYMENT_RETRY_DELAY, s.PAYMENT_CONNECT_TIMEOUT, s.DB_CONNECTION_TIMEOUT,"
-        " s.DB_IDLE_TIMEOUT, s.DB_RETRY_DELAY, g.timeout > s.PAYMENT_DEADLINE, g.worker_class)",
+        " s.DB_IDLE_TIMEOUT, s.DB_RETRY_DELAY, g.timeout > s.PAYMENT_DEADLINE,"
+        " issubclass(importlib.import_module('gunicorn.util').load_class(g.worker_class),"
+        " importlib.import_module('gunicorn.workers.gthread').ThreadWorker))",
         DJANGO_DEBUG="true",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["10.0", "1.0", "3.0", "30.0", "300.0", "1.0", "True", "gthread"]
+    assert result.stdout.split() == ["10.0", "1.0", "3.0", "30.0", "300.0", "1.0", "True", "True"]

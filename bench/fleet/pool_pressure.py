@@ -38,13 +38,12 @@ class Result:
 
 def fleet_for(database: str, *, db_max: int, acquire_ms: int, clients: int, web_workers: int = 2,
               redis_db: int = common.SCRIPT_REDIS_DB, log_dir: Path | None = None) -> Fleet:
-    # A thread for every client in each worker: the queue under test is the database pool's.
-    # The kernel does not spread keep-alive connections evenly over the workers, and a request
-    # on a connection beyond a gthread worker's threads waits in that worker's executor queue,
-    # where no pool timeout bounds it: with clients ÷ workers threads, 503s came after the
-    # timeout plus about one hold (1.5 s for 1 s), see docs/reliability.md.
+    # Threads for every client if the kernel spread the connections evenly over the workers;
+    # it does not, so some requests wait in a gthread worker's queue for a thread. The pool's
+    # wait for them counts from their arrival (config/queueing.py); before that, those 503s
+    # came after the timeout plus about one hold (1.5 s for 1 s), see docs/reliability.md.
     return Fleet(database=database, redis_db=redis_db, web_workers=web_workers,
-                 threads=max(4, clients), celery_workers=1, log_dir=log_dir,
+                 threads=max(4, -(-clients // web_workers)), celery_workers=1, log_dir=log_dir,
                  DB_MAX_CONNECTIONS=str(db_max), DB_MIN_CONNECTIONS="1", DB_CONNECTION_TIMEOUT=str(acquire_ms))
 
 

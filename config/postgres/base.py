@@ -13,12 +13,15 @@ import functools
 import threading
 import time
 import weakref
+from typing import Callable
 
 import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool
+
+from config import queueing
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,13 @@ def check_unless_recent(conn: psycopg.Connection, pool: ConnectionPool | None = 
         raise
 
 
+def _getconn_for_request(pool: ConnectionPool, getconn: Callable[..., psycopg.Connection],
+                         timeout: float | None = None) -> psycopg.Connection:
+    # Django asks without a timeout: the pool's, less what the request already waited for a
+    # gunicorn thread, so a 503 for an exhausted pool comes within the timeout of its arrival.
+    return getconn(timeout if timeout is not None else queueing.pool_wait(pool.timeout))
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> ConnectionPool | None:
@@ -66,8 +76,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # Django builds the pool with psycopg_pool's check when CONN_HEALTH_CHECKS is on and
         # takes no check of ours; swap it in once (psycopg-pool is pinned; if the attribute
         # ever moves, the pool keeps its own check, which is only slower).
-        if pool is not None and getattr(pool, "_check", None) is ConnectionPool.check_connection:
-            pool._check = functools.partial(check_unless_recent, pool=pool)
+        if pool is not None and not getattr(pool, "_payops_ready", False):
+            if getattr(pool, "_check", None) is ConnectionPool.check_connection:
+                pool._check = functools.partial(check_unless_recent, pool=pool)
+            # A second thread wrapping it again is harmless: the outer call passes a timeout.
+            pool.getconn = functools.partial(_getconn_for_request, pool, pool.getconn)
+            pool._payops_ready = True
         return pool
 
     def _close(self) -> None:

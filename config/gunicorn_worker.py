@@ -1,0 +1,27 @@
+"""gunicorn's gthread worker, stamping each request with the time it waited for a thread
+(see config/queueing.py). Procfile's web process runs it through config/gunicorn.py."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
+
+from config import queueing
+
+
+class ThreadWorker(GthreadWorker):
+    def enqueue_req(self, conn: Any) -> None:
+        # Called on the main thread when a request is ready to read (a new connection, or a
+        # kept-alive one that became readable): from here it waits for a free thread.
+        conn.payops_queued_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        queued_at = getattr(conn, "payops_queued_at", None)
+        queueing.started(time.monotonic() - queued_at if queued_at is not None else 0.0)
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            queueing.finished()
