@@ -7,13 +7,19 @@ is restarted.
 Holds: no 500 and no connection error; payments keep flowing (201s all through the cut: each
 process falls back to its own breaker, and says so in its log); once Redis is back the
 processes say the breaker is shared again and every web process and the worker publish
-their pool statistics to Redis again; the ledger equals the gateway.
+their pool statistics to Redis again; the ledger equals the gateway. Beat runs the health
+check every second (stale after three): while Redis is away no check can run, so reading
+/health/status trips the dead-man's switch (a critical health/stale alert), and the first
+check after the restore resolves it. Tasks the broker accepted (pings published every
+0.2 s by this script, straight to Redis) are not lost: each ran, or is still held by Redis
+(its queue, or kombu's unacked hash until the visibility timeout hands it out again).
 
     .venv/bin/python bench/fleet/redis_down.py [--seconds 35] [--outage-at 8] [--outage 15] [--clients 6]
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 import threading
 import time
@@ -30,8 +36,63 @@ TITLE = "6. Redis down mid-load"
 AMOUNT = 1100
 
 
+HEALTH_INTERVAL = 1  # s: the dead-man's switch trips after three intervals without a check
+STATUS_TOKEN = secrets.token_urlsafe(24)
+
+
 def fleet_for(database: str, *, redis_db: int = common.SCRIPT_REDIS_DB, log_dir: Path | None = None) -> Fleet:
-    return Fleet(database=database, redis_db=redis_db, web_workers=2, threads=4, celery_workers=1, log_dir=log_dir)
+    return Fleet(database=database, redis_db=redis_db, web_workers=2, threads=4, celery_workers=1, beat=True,
+                 log_dir=log_dir, HEALTH_CHECK_INTERVAL=str(HEALTH_INTERVAL), HEALTH_STATUS_TOKEN=STATUS_TOKEN)
+
+
+def _watch_status(fleet: Fleet, running: threading.Event, seen: list[tuple[float, bool]]) -> None:
+    """Reads /health/status as a monitor would: each read of stale data trips the switch."""
+    with common.requests.Session() as session:
+        while running.is_set():
+            try:
+                body = session.get(f"{fleet.base_url}/health/status", timeout=2,
+                                   headers={"Authorization": f"Bearer {STATUS_TOKEN}"}).json()
+                seen.append((time.time(), bool(body.get("stale"))))
+            except (common.requests.RequestException, ValueError):
+                pass
+            time.sleep(0.5)
+
+
+def _publish_pings(run_id: str, running: threading.Event, sent: list[str]) -> None:
+    """Tasks the broker accepted: published straight to Redis (not through the cut proxy)."""
+    from config.celery import app
+
+    n = 0
+    while running.is_set():
+        n += 1
+        sent.append(app.send_task("health.tasks.ping", args=[f"{run_id}-{n}"]).id)
+        time.sleep(0.2)
+
+
+def _tasks_accounted(fleet: Fleet, ids: list[str], timeout: float = 30.0) -> dict[str, int]:
+    """Each accepted task: ran (its result is in the backend), held (in the queue or kombu's
+    unacked hash, handed out again after the visibility timeout), or lost."""
+    from celery.result import AsyncResult
+
+    from config.celery import app
+
+    deadline = time.monotonic() + timeout
+    while True:
+        ran = {i for i in ids if AsyncResult(i, app=app).state == "SUCCESS"}
+        if len(ran) == len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    from django.conf import settings
+
+    held = {t["id"] for t in fleet.unacked_tasks()}
+    client = fleet.redis()
+    for raw in client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1):
+        try:
+            held.add(common.json.loads(raw)["headers"]["id"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    rest = set(ids) - ran
+    return {"accepted": len(ids), "ran": len(ran), "held": len(rest & held), "lost": len(rest - held)}
 
 
 def _log_count(fleet: Fleet, needle: str) -> dict[str, int]:
@@ -68,8 +129,19 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
         marks["restored"] = time.monotonic() - load.t0
         marks["restored_wall"] = time.time()
 
+    watching, seen, pings = threading.Event(), [], []
+    watching.set()
+    helpers = [threading.Thread(target=_watch_status, args=(fleet, watching, seen), daemon=True),
+               threading.Thread(target=_publish_pings, args=(run_id, watching, pings), daemon=True)]
+    for helper in helpers:
+        helper.start()
     threading.Thread(target=outage_driver, daemon=True).start()
     common.run_clients(clients, seconds, work, load)
+    # The first checks after the restore resolve the switch; a few more seconds of reading.
+    time.sleep(3 * HEALTH_INTERVAL + 2)
+    watching.clear()
+    for helper in helpers:
+        helper.join(timeout=5)
     hits = load.hits
     cut, restored = marks["cut"], marks["restored"]
     during = [h for h in hits if cut <= h.started < restored]
@@ -97,6 +169,8 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
             break
         time.sleep(0.5)
 
+    switch = _dead_mans_switch(marks, seen)
+    tasks = _tasks_accounted(fleet, pings)
     unfinished = sorted({h.idem for h in hits if h.status != 201})
     final = common.retry_until_final(payer, unfinished, AMOUNT, timeout=40.0)
     left = common.settle_all(fleet, run_id, timeout=40.0)
@@ -119,6 +193,7 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
         "publishing_resumed_after_s": None if resumed_after is None else round(resumed_after, 1),
         "fresh_docs": sorted(d["role"] for d in fresh),
         "unfinished_retried": len(unfinished), "retried_final": common.status_counts(list(final.values())),
+        "switch": switch, "tasks": tasks,
         "left_unsettled": len(left), "ledger": {k: (len(v) if isinstance(v, list) else v) for k, v in ledger.items()},
     }
     r.checks = {
@@ -133,8 +208,37 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
         "pool statistics published again (every web process and the worker)": resumed_after is not None,
         "all 201 after the restore": bool(after) and all(h.status == 201 for h in after),
         "no payment lost or duplicated (ledger = gateway)": common.ledger_ok(ledger),
+        "the dead-man's switch fired while Redis was away": switch["raised_during_outage"],
+        "and cleared by the first checks after the restore": switch["resolved_after_restore"],
+        "no task the broker accepted was lost": tasks["accepted"] > 0 and tasks["lost"] == 0,
     }
     return r
+
+
+def _dead_mans_switch(marks: dict[str, float], seen: list[tuple[float, bool]]) -> dict[str, Any]:
+    from health.models import Alert
+
+    cut_wall = marks["restored_wall"] - (marks["restored"] - marks["cut"])
+    alerts = list(Alert.objects.filter(component="health", condition="stale", first_seen__gte=_aware(cut_wall))
+                  .order_by("first_seen"))
+    raised = [a for a in alerts if a.first_seen.timestamp() <= marks["restored_wall"]]
+    resolved = [a for a in raised if a.status == "resolved" and a.resolved_at is not None]
+    return {
+        "stale_reads": sum(1 for _, stale in seen if stale),
+        "raised_during_outage": bool(raised),
+        "raised_after_cut_s": round(raised[0].first_seen.timestamp() - cut_wall, 1) if raised else None,
+        "resolved_after_restore": bool(raised) and len(resolved) == len(raised)
+        and all(a.resolved_at.timestamp() >= marks["restored_wall"] for a in resolved),
+        "resolved_after_restore_s": round(max(a.resolved_at.timestamp() for a in resolved) - marks["restored_wall"],
+                                          1) if resolved else None,
+        "alerts": len(alerts),
+    }
+
+
+def _aware(wall: float):  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(wall, tz=timezone.utc)
 
 
 def report(r: Result) -> str:
@@ -142,8 +246,9 @@ def report(r: Result) -> str:
     lines = [
         f"{f['clients']} clients create payments for {f['seconds']} s through 2 gunicorn workers (plus a Celery "
         f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis drops every connection and refuses new "
-        f"ones for {f['outage_s']} s (breaker state, rate limiter, pool statistics, Celery broker), then listens "
-        "again.",
+        f"ones for {f['outage_s']} s (breaker state, rate limiter, API key generation, pool statistics, Celery "
+        f"broker), then listens again. Beat runs the health check every {HEALTH_INTERVAL} s (stale after three); "
+        "a monitor reads /health/status every 0.5 s; this script publishes a ping task every 0.2 s straight to Redis.",
         "", "| figure | value |", "|---|---|",
         f"| requests | {f['requests']} |", f"| by status | {f['by_status']} |",
         f"| sent while Redis was away / after, by status | {f['during_outage']} / {f['after_restore']} |",
@@ -155,6 +260,10 @@ def report(r: Result) -> str:
         f"| pool statistics of every process in Redis again after | {f['publishing_resumed_after_s']} s "
         f"({f['fresh_docs']}) |",
         f"| keys not 201 under load, retried | {f['unfinished_retried']} → {f['retried_final']} |",
+        f"| dead-man's switch (health/stale) | raised {f['switch']['raised_after_cut_s']} s after the cut, "
+        f"resolved {f['switch']['resolved_after_restore_s']} s after the restore; {f['switch']['stale_reads']} "
+        f"stale reads of /health/status, {f['switch']['alerts']} alert(s) |",
+        f"| tasks the broker accepted (pings) | {f['tasks']} |",
         f"| still unsettled at the end | {f['left_unsettled']} |",
         f"| ledger | {f['ledger']} |",
         *common.verdict_lines(r.checks),
