@@ -19,7 +19,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from config import ticks
+from config import queueing, ticks
 from health import fleet
 from health.checks import Check, default_checks
 from health.checks.base import STATUS_RANK, Reading
@@ -54,6 +54,7 @@ DB_COUNTERS = ("requests_num", "requests_queued", "requests_wait_ms", "requests_
                "connections_num", "connections_errors", "connections_lost", "returns_bad")
 HTTP_COUNTERS = ("acquisitions", "wait_ms_total", "pool_full", "requests", "errors", "connections_opened")
 LOG_COUNTERS = ("sent", "dropped", "errors", "failed")
+WEB_COUNTERS = ("requests", "queued", "wait_ms_total")
 
 
 class AlertNotActive(ValidationError):
@@ -77,6 +78,7 @@ def pool_stats_collect() -> dict[str, Any]:
     failures = db_failure_counts()
     http = http_pool_stats()
     logs = _logging_stats()
+    web = queueing.stats(fleet.delta_window())  # a gunicorn worker's threads
     counters: dict[str, float] = {f"dbfail.{key}": value for key, value in failures.items()}
     if db is not None:
         counters.update({f"db.{key}": db[key] for key in DB_COUNTERS})
@@ -86,6 +88,8 @@ def pool_stats_collect() -> dict[str, Any]:
         counters.update({f"http.{pool['client']}|{pool['host']}.{key}": pool[key] for key in HTTP_COUNTERS})
     if logs is not None:
         counters.update({f"log.{key}": logs.get(key) or 0 for key in LOG_COUNTERS})
+    if web is not None:
+        counters.update({f"web.{key}": web[key] for key in WEB_COUNTERS})
     recent = fleet.history.recent(now, counters, fleet.delta_window())
 
     def section(prefix: str) -> dict[str, float]:
@@ -99,6 +103,8 @@ def pool_stats_collect() -> dict[str, Any]:
         pool["recent"] = section(f"http.{pool['client']}|{pool['host']}.")
     if logs is not None:
         logs["recent"] = section("log.")
+    if web is not None:
+        web["recent"] = section("web.")
     return {
         "process": fleet.process_id(),
         "host": settings.HOSTNAME,
@@ -111,6 +117,7 @@ def pool_stats_collect() -> dict[str, Any]:
         "db_failures": {"total": failures, "recent": section("dbfail.")},
         "http": http,
         "logging": logs,
+        "web": web,
     }
 
 

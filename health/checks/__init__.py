@@ -10,16 +10,17 @@ from health.checks.http_pools import OutboundHttpCheck, PaymentHttpCheck
 from health.checks.logging import LoggingCheck
 from health.checks.payments import PaymentsCheck
 from health.checks.redis import RedisCheck
+from health.checks.web import WebThreadsCheck
 
 __all__ = [
     "Check", "Problem", "Reading", "ServiceUnavailable", "ServiceWarning", "default_checks",
     "CeleryCheck", "DatabaseCheck", "GatewayCheck", "LoggingCheck", "OutboundHttpCheck",
-    "PaymentHttpCheck", "PaymentsCheck", "RedisCheck",
+    "PaymentHttpCheck", "PaymentsCheck", "RedisCheck", "WebThreadsCheck",
 ]
 
 
 def default_checks() -> list[Check]:
     return [
-        DatabaseCheck(), PaymentHttpCheck(), OutboundHttpCheck(), GatewayCheck(), RedisCheck(),
-        CeleryCheck(), LoggingCheck(), PaymentsCheck(),
+        DatabaseCheck(), WebThreadsCheck(), PaymentHttpCheck(), OutboundHttpCheck(), GatewayCheck(),
+        RedisCheck(), CeleryCheck(), LoggingCheck(), PaymentsCheck(),
     ]

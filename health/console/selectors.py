@@ -30,7 +30,7 @@ from health.models import (
 from health.selectors import STALE_INTERVALS, Staleness, health_latest_run, health_staleness
 
 # Components whose utilisation is charted, in the order cards and legends show them.
-POOL_COMPONENTS = ("database", "payment_http", "http", "logging", "redis")
+POOL_COMPONENTS = ("database", "web", "payment_http", "http", "logging", "redis")
 HISTORY_RANGES: dict[str, tuple[timedelta, int]] = {
     # range -> (span, bucket seconds): about 120-290 points per line
     "hour": (timedelta(hours=1), 30),
@@ -141,6 +141,13 @@ def _card(snapshot: ComponentSnapshot, breaker: dict[str, Any] | None) -> Card:
             ("wait time", _ms(sum(p.get("wait_ms") or 0 for p in pools)) if pools else None),
             ("longest wait", _ms(max((p.get("max_wait_ms") or 0 for p in pools), default=0)) if pools else None),
             ("timeouts", f.get("pool_full")), ("requests", f.get("requests")), ("errors", f.get("errors")),
+        ]
+    elif name == "web":
+        card.bars.append(_bar(f"threads (fullest: {f.get('fullest') or '–'})", f.get("utilisation_pct")))
+        card.figures = [
+            ("busy", f.get("in_use")), ("threads", f.get("max")), ("waiting", f.get("waiting")),
+            ("requests", f.get("requests")), ("waited > 100 ms", f.get("queued")),
+            ("longest wait", _ms(f.get("max_wait_ms"))), ("workers", f.get("processes")),
         ]
     elif name == "logging":
         if f.get("cloudwatch"):
