@@ -230,6 +230,7 @@ def fleet_overview() -> Fleet:
             "db_answers_max": (doc.get("db_answers") or {}).get("max", 0),
             "http": [{**pool, "pct": round(100.0 * pool["in_use"] / pool["max"], 1) if pool.get("max") else None}
                      for pool in doc.get("http") or []],
+            "web": doc.get("web"),  # a gunicorn worker's threads (config/queueing.py)
         })
     fleet = Fleet(processes=processes, available=True,
                   db_max_total=sum((p["db"] or {}).get("max", 0) + p["db_answers_max"] for p in processes))

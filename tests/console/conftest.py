@@ -89,7 +89,7 @@ def make_alert(*, severity: str = "warning", component: str = "database", condit
 
 
 def stub_checks(*, db_pct: float = 45.0, http_pct: float = 30.0, latency_ms: float = 12.0,
-                db_error: bool = False) -> list[StubCheck]:
+                db_error: bool = False, web_pct: float = 50.0) -> list[StubCheck]:
     """Readings shaped like the real checks' figures, for runs made by hand."""
     db_in_use = round(db_pct / 100 * 20)
     database = Reading(
@@ -109,9 +109,16 @@ def stub_checks(*, db_pct: float = 45.0, http_pct: float = 30.0, latency_ms: flo
                  "pools": [{"wait_ms": 12.5, "max_wait_ms": 4.0}]},
         utilisation={"pool_utilisation": http_pct},
     )
+    web_busy = round(web_pct / 100 * 8)
+    web = Reading(
+        message=f"{web_busy * 2} of 16 threads busy in 2 workers",
+        figures={"processes": 2, "in_use": web_busy * 2, "max": 16, "waiting": 0, "utilisation_pct": web_pct,
+                 "fullest": "web-1:101", "requests": 1200, "queued": 0, "wait_ms": 35.0, "max_wait_ms": 0.0},
+        utilisation={"thread_utilisation": web_pct},
+    )
     gateway = Reading(message="probe answered", figures={"latency_ms": latency_ms})
     redis = Reading(message="ping 0.3 ms", figures={"latency_ms": 0.3, "in_use": 7, "used_memory": 2 << 20})
-    return [StubCheck("database", database), StubCheck("payment_http", payment_http),
+    return [StubCheck("database", database), StubCheck("web", web), StubCheck("payment_http", payment_http),
             StubCheck("gateway", gateway), StubCheck("redis", redis)]
 
 
@@ -126,5 +133,6 @@ def make_history(*, minutes: int = 20, interval: int = 30) -> list[HealthCheckRu
     now = timezone.now()
     steps = minutes * 60 // interval
     return [make_run(at=now - timedelta(seconds=interval * (steps - i)),
-                     db_pct=30 + 55 * i / steps, http_pct=20 + 30 * (i % 5) / 4, latency_ms=10 + (i % 7) * 6)
+                     db_pct=30 + 55 * i / steps, http_pct=20 + 30 * (i % 5) / 4, latency_ms=10 + (i % 7) * 6,
+                     web_pct=25 + 40 * i / steps)
             for i in range(steps)]

@@ -131,7 +131,8 @@ def web_processes() -> Iterator[None]:
     docs = [{"process": f"web-{i}:{4100 + i}", "host": f"web-{i}", "pid": 4100 + i, "role": "web", "at": time.time(),
              "db": {"in_use": 3 + 4 * i, "idle": 4, "max": 20, "waiting": i - 1, "size": 7 + 4 * i},
              "http": [{"client": "payment", "host": "https://api.stripe.com:443", "in_use": 2 * i, "max": 10,
-                       "waiting": 0}]} for i in (1, 2)]
+                       "waiting": 0}],
+             "web": {"threads": 8, "busy": 3 * i, "waiting": 0, "max_wait_ms": 0.0}} for i in (1, 2)]
     for doc in docs:
         fleet.write(doc)
     yield

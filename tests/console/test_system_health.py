@@ -32,6 +32,15 @@ def card(html: str, component: str) -> str:
     return match.group(1)
 
 
+def test_the_web_card_shows_gunicorn_threads_as_a_pool(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    make_run(web_pct=87.5)
+    web = card(client.get(reverse("admin:health_system")).content.decode(), "web")
+    assert "threads (fullest: web-1:101)" in web and "87.5%" in web and "console-level-warning" in web
+    for label, value in (("busy", "14"), ("threads", "16"), ("waiting", "0"), ("waited &gt; 100 ms", "0"),
+                         ("workers", "2")):
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in web, label
+
+
 def test_cards_show_bars_coloured_at_the_thresholds_and_the_pool_figures(client, viewer) -> None:  # type: ignore[no-untyped-def]
     make_run(db_pct=85.0, http_pct=95.0, latency_ms=42.0)
     html = client.get(reverse("admin:health_system")).content.decode()
@@ -70,7 +79,8 @@ def test_the_fleet_sums_every_process_pool_against_max_connections(client, viewe
     docs = [
         {"process": f"web-{i}:10{i}", "host": f"web-{i}", "pid": 100 + i, "role": "web", "at": fleet.time.time(),
          "db": {"in_use": 4 + i, "idle": 2, "max": 20, "waiting": i, "size": 6 + i},
-         "http": [{"client": "payment", "host": "https://api.stripe.com:443", "in_use": 3, "max": 10, "waiting": 0}]}
+         "http": [{"client": "payment", "host": "https://api.stripe.com:443", "in_use": 3, "max": 10, "waiting": 0}],
+         "web": {"threads": 8, "busy": i, "waiting": i - 1, "max_wait_ms": 250.0 if i == 3 else 0.0}}
         for i in range(1, 4)
     ]
     for doc in docs:
@@ -81,6 +91,8 @@ def test_the_fleet_sums_every_process_pool_against_max_connections(client, viewe
         for doc in docs:
             assert f"<td>{doc['host']}</td><td>{doc['pid']}</td>" in fleet_table
         assert "5 / 2 / 20, 1 waiting" in fleet_table and "payment https://api.stripe.com:443: 3 / 10" in fleet_table
+        assert "<td>1 / 8, 0 waiting</td>" in fleet_table and "3 / 8, 2 waiting" in fleet_table
+        assert "(longest wait 250.0 ms)" in fleet_table
         with connection.cursor() as cursor:
             cursor.execute("SHOW max_connections")
             max_connections = int(cursor.fetchone()[0])
