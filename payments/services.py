@@ -77,8 +77,13 @@ def api_key_revoke(*, client: ApiClient) -> None:
 def api_client_authenticate(*, raw_key: str) -> ApiClient | None:
     """The key's client, read from PostgreSQL (the API reads it through payments.api.keycache)."""
     prefix = api_key_prefix(raw_key)
-    client = statements.api_client_by_prefix(prefix) if prefix is not None else None
-    if client is None or not hmac.compare_digest(client.key_hash, hash_key(raw_key)):
+    return api_client_verify(prefix=prefix, key_hash=hash_key(raw_key)) if prefix is not None else None
+
+
+def api_client_verify(*, prefix: str, key_hash: str) -> ApiClient | None:
+    """The active client with this prefix if its stored hash is `key_hash`; notes its use."""
+    client = statements.api_client_by_prefix(prefix)
+    if client is None or not hmac.compare_digest(client.key_hash, key_hash):
         return None
     now = timezone.now()
     if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:

@@ -73,6 +73,7 @@ def _tasks_accounted(fleet: Fleet, ids: list[str], timeout: float = 30.0) -> dic
     """Each accepted task: ran (its result is in the backend), held (in the queue or kombu's
     unacked hash, handed out again after the visibility timeout), or lost."""
     from celery.result import AsyncResult
+    from django.conf import settings
 
     from config.celery import app
 
@@ -82,8 +83,6 @@ def _tasks_accounted(fleet: Fleet, ids: list[str], timeout: float = 30.0) -> dic
         if len(ran) == len(ids) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    from django.conf import settings
-
     held = {t["id"] for t in fleet.unacked_tasks()}
     client = fleet.redis()
     for raw in client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1):

@@ -24,7 +24,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from config.redis import get_redis
-from payments import services, statements
+from payments import services
 from payments.models import ApiClient
 
 logger = logging.getLogger(__name__)
@@ -92,13 +92,10 @@ def confirm(verified: Verified, generation: str | None) -> ApiClient | None:
 def _from_database(prefix: str, key_hash: str, *, tag: str | None) -> Verified | None:
     # `tag` is a generation seen before this read: a change committed after the read replaces
     # the token, so the entry cannot outlive it.
-    client = statements.api_client_by_prefix(prefix)
-    if client is None or not hmac.compare_digest(client.key_hash, key_hash):
+    client = services.api_client_verify(prefix=prefix, key_hash=key_hash)
+    if client is None:
         _entries.pop(prefix, None)
         return None
-    wall = timezone.now()
-    if client.last_used_at is None or (wall - client.last_used_at).total_seconds() > LAST_USED_EVERY:
-        services.api_client_touch(client=client, now=wall)
     if tag is not None:
         now = time.monotonic()
         _entries[prefix] = _Entry(client, key_hash, tag, found_at=now, touched_at=now)
