@@ -202,6 +202,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_CONSUMER = "config.celery_consumer:Consumer"  # reconnects every 0.5-2 s, not 2-30 s
+# A worker keeps trying for as long as the broker is away (Celery's default gives up after 100
+# tries, about 3 minutes at those intervals, and the worker exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_DEFAULT_QUEUE = "payops"
 # Beat stamps each message with its tick, so that no tick runs twice (config/ticks.py).
 CELERY_BEAT_SCHEDULER = "config.ticks:TickScheduler"

@@ -190,8 +190,16 @@ class Fleet:
 
     def stop(self) -> None:
         for name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is not None:
+                # A process that died on its own says so at the end of its log, where a failed
+                # drill's reader looks (the scenario tests print the logs' tails).
+                self._log_line(name, f"exited with code {proc.returncode} before the fleet stopped")
             _stop(proc)
         self.procs.clear()
+        if hasattr(self, "env"):
+            # Tasks beat queued and pings left unrun must not reach the next run or test on this
+            # Redis database (the suite shares one with its own worker).
+            self.redis_clean()
         for attr in ("sandbox",):
             if hasattr(self, attr):
                 getattr(self, attr).stop()
@@ -202,6 +210,10 @@ class Fleet:
     @property
     def base_url(self) -> str:
         return self.base_urls[0]
+
+    def _log_line(self, name: str, text: str) -> None:
+        with open(self.log_dir / f"{name}.log", "a") as log:
+            log.write(f"[fleet {time.strftime('%H:%M:%S')}] {name} {text}\n")
 
     def _spawn(self, name: str, cmd: list[str], role: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")

@@ -69,6 +69,24 @@ def _publish_pings(run_id: str, running: threading.Event, sent: list[str]) -> No
         time.sleep(0.2)
 
 
+def _publishing_resumed(fleet: Fleet, marks: dict[str, float], timeout: float) -> tuple[float | None, list[str]]:
+    """Seconds from the restore until every web process and the worker had written a fresh
+    pool-statistics document (requests wake web publishers), and the roles seen last."""
+    roles: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for base in fleet.base_urls:
+            try:
+                common.requests.get(f"{base}/health/live", timeout=2)
+            except common.requests.RequestException:
+                pass
+        roles = sorted(d["role"] for d in fleet.fleet_docs() if d["at"] > marks["restored_wall"])
+        if roles.count("web") >= fleet.web_workers and roles.count("worker") >= fleet.celery_workers:
+            return time.time() - marks["restored_wall"], roles
+        time.sleep(0.25)
+    return None, roles
+
+
 def _tasks_accounted(fleet: Fleet, ids: list[str], timeout: float = 30.0) -> dict[str, int]:
     """Each accepted task: ran (its result is in the backend), held (in the queue or kombu's
     unacked hash, handed out again after the visibility timeout), or lost."""
@@ -91,7 +109,8 @@ def _tasks_accounted(fleet: Fleet, ids: list[str], timeout: float = 30.0) -> dic
         except (ValueError, KeyError, TypeError):
             continue
     rest = set(ids) - ran
-    return {"accepted": len(ids), "ran": len(ran), "held": len(rest & held), "lost": len(rest - held)}
+    return {"accepted": len(ids), "ran": len(ran), "held": len(rest & held), "lost": len(rest - held),
+            "lost_ids": sorted(rest - held)}
 
 
 def _log_count(fleet: Fleet, needle: str) -> dict[str, int]:
@@ -119,6 +138,8 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
             payer.pay_once(session, load, common.new_key(), AMOUNT, n)
             time.sleep(pause)
 
+    resumed: dict[str, Any] = {}
+
     def outage_driver() -> None:
         time.sleep(outage_at)
         marks["cut"] = time.monotonic() - load.t0
@@ -127,6 +148,8 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
         fleet.redis_proxy.restore()
         marks["restored"] = time.monotonic() - load.t0
         marks["restored_wall"] = time.time()
+        # Watched from the restore on, under load: the figure is when publishing resumed.
+        resumed["after"], resumed["roles"] = _publishing_resumed(fleet, marks, timeout=seconds + 20)
 
     watching, seen, pings = threading.Event(), [], []
     watching.set()
@@ -134,7 +157,8 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
                threading.Thread(target=_publish_pings, args=(run_id, watching, pings), daemon=True)]
     for helper in helpers:
         helper.start()
-    threading.Thread(target=outage_driver, daemon=True).start()
+    driver = threading.Thread(target=outage_driver, daemon=True)
+    driver.start()
     common.run_clients(clients, seconds, work, load)
     # The first checks after the restore resolve the switch; a few more seconds of reading.
     time.sleep(3 * HEALTH_INTERVAL + 2)
@@ -152,21 +176,8 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     longest_gap = max((b - a for a, b in zip(edges, edges[1:])), default=restored - cut)
 
     # Publishing resumes: every web process and the worker write a fresh document after the restore.
-    fresh: list[dict[str, Any]] = []
-    resumed_after = None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        for base in fleet.base_urls:
-            try:
-                common.requests.get(f"{base}/health/live", timeout=2)
-            except common.requests.RequestException:
-                pass
-        fresh = [d for d in fleet.fleet_docs() if d["at"] > marks["restored_wall"]]
-        roles = [d["role"] for d in fresh]
-        if roles.count("web") >= fleet.web_workers and roles.count("worker") >= fleet.celery_workers:
-            resumed_after = time.time() - marks["restored_wall"]
-            break
-        time.sleep(0.5)
+    driver.join()
+    resumed_after, fresh_roles = resumed["after"], resumed["roles"]
 
     switch = _dead_mans_switch(marks, seen)
     tasks = _tasks_accounted(fleet, pings)
@@ -190,7 +201,7 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
         "codes_non_2xx": sorted({h.code for h in hits if h.status >= 300}),
         "fallback_logged": fallback, "shared_again_logged": restored_log,
         "publishing_resumed_after_s": None if resumed_after is None else round(resumed_after, 1),
-        "fresh_docs": sorted(d["role"] for d in fresh),
+        "fresh_docs": fresh_roles,
         "unfinished_retried": len(unfinished), "retried_final": common.status_counts(list(final.values())),
         "switch": switch, "tasks": tasks,
         "left_unsettled": len(left), "ledger": {k: (len(v) if isinstance(v, list) else v) for k, v in ledger.items()},

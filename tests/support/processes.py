@@ -61,10 +61,12 @@ def gunicorn(*, workers: int = 1, threads: int = 8, log: Path | None = None, rol
 
 
 @contextlib.contextmanager
-def celery_worker(*, concurrency: int = 4, log: Path | None = None, **env: str) -> Iterator[subprocess.Popen]:
+def celery_worker(*, concurrency: int = 4, log: Path | None = None, name: str = "test", queue: str | None = None,
+                  **env: str) -> Iterator[subprocess.Popen]:
     cmd = [
         str(BIN / "celery"), "-A", "config", "worker", "--pool=threads", f"--concurrency={concurrency}",
-        "--loglevel=INFO", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h",
+        "--loglevel=INFO", "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h",
+        *(["-Q", queue] if queue else []),
     ]
     out = open(log, "ab") if log else subprocess.DEVNULL
     if log:
