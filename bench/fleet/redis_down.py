@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Scenario 6, Redis down mid-load: the TCP proxy in front of Redis drops every connection
+"""Scenario 6, Redis down mid-load: the TCP proxy in front of Redis closes every connection
 and refuses new ones for a while (the breaker's shared state, the rate limiter, the pool
 statistics and Celery's broker all go away at once), then listens again; no fleet process
-is restarted.
+is restarted. The cut is a stopped Redis: what Redis had already answered still arrives.
+`--abrupt` cuts like a broken network instead, which also loses the answers in transit: a
+task Redis handed to a worker (BRPOP) in that instant is then lost, because kombu's Redis
+transport records a task as taken only once the answer has arrived (docs/reliability.md).
 
 Holds: no 500 and no connection error; payments keep flowing (201s all through the cut: each
 process falls back to its own breaker, and says so in its log); once Redis is back the
@@ -125,7 +128,7 @@ def _log_count(fleet: Fleet, needle: str) -> dict[str, int]:
 
 
 def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float, outage_at: float,
-        outage: float, pause: float = 0.02) -> Result:
+        outage: float, pause: float = 0.02, abrupt: bool = False) -> Result:
     payer = Payer(fleet.base_urls, api_key, run_id)
     load = Load()
     marks: dict[str, float] = {}
@@ -143,7 +146,7 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     def outage_driver() -> None:
         time.sleep(outage_at)
         marks["cut"] = time.monotonic() - load.t0
-        fleet.redis_proxy.cut()
+        fleet.redis_proxy.cut(flush=not abrupt)
         time.sleep(outage)
         fleet.redis_proxy.restore()
         marks["restored"] = time.monotonic() - load.t0
@@ -190,7 +193,8 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     web_names = [n for n in fleet.procs if n.startswith("web")]
     r = Result()
     r.figures = {
-        "clients": clients, "seconds": seconds, "cut_at_s": round(cut, 1), "outage_s": round(restored - cut, 1),
+        "clients": clients, "seconds": seconds,
+        "cut": "like a broken network: answers in transit lost" if abrupt else "as a stopped Redis: answers sent arrive", "cut_at_s": round(cut, 1), "outage_s": round(restored - cut, 1),
         "requests": len(hits), "by_status": common.status_counts(hits),
         "during_outage": common.status_counts(during), "after_restore": common.status_counts(after),
         "p50_p99_during_ms": (round(common.pct([h.elapsed for h in during], 50) * 1000),
@@ -255,8 +259,8 @@ def report(r: Result) -> str:
     f = r.figures
     lines = [
         f"{f['clients']} clients create payments for {f['seconds']} s through 2 gunicorn workers (plus a Celery "
-        f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis drops every connection and refuses new "
-        f"ones for {f['outage_s']} s (breaker state, rate limiter, API key generation, pool statistics, Celery "
+        f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis closes every connection ({f['cut']}) and "
+        f"refuses new ones for {f['outage_s']} s (breaker state, rate limiter, API key generation, pool statistics, Celery "
         f"broker), then listens again. Beat runs the health check every {HEALTH_INTERVAL} s (stale after three); "
         "a monitor reads /health/status every 0.5 s; this script publishes a ping task every 0.2 s straight to Redis.",
         "", "| figure | value |", "|---|---|",
@@ -287,11 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage-at", type=float, default=8)
     parser.add_argument("--outage", type=float, default=15)
     parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--abrupt", action="store_true", help="cut like a broken network (answers in transit lost)")
     args = parser.parse_args(argv)
     api_key = common.script_api_key(args.database)
     with fleet_for(args.database) as fleet:
         result = run(fleet, api_key=api_key, run_id=common.new_run_id(), clients=args.clients, seconds=args.seconds,
-                     outage_at=args.outage_at, outage=args.outage)
+                     outage_at=args.outage_at, outage=args.outage, abrupt=args.abrupt)
     return common.script_finish(TITLE, report(result), ok=result.ok, write=not args.no_write)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+
+FLUSH_WAIT = 2.0  # s a flushing cut waits for the server to close its connections
 
 
 class TcpProxy:
@@ -15,7 +18,7 @@ class TcpProxy:
         self.upstream = upstream
         self.port = _free_port()
         self._listener: socket.socket | None = None
-        self._conns: set[socket.socket] = set()
+        self._pairs: set[tuple[socket.socket, socket.socket]] = set()  # (client, server)
         self._lock = threading.Lock()
 
     def __enter__(self) -> "TcpProxy":
@@ -33,16 +36,30 @@ class TcpProxy:
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
-    def cut(self) -> None:
+    def cut(self, *, flush: bool = False) -> None:
+        """Refuse new connections and drop every live one. With `flush`, as when the server
+        process stops: it sees each connection end and closes it, and what it had already
+        answered still reaches the client (an abrupt cut also loses the answers this proxy
+        holds between reading and forwarding them, like a broken network)."""
         listener, self._listener = self._listener, None
         if listener is not None:
             # shutdown() wakes the thread blocked in accept(); close() alone would leave
             # the port listening until that call returned.
             _close(listener)
         with self._lock:
-            conns, self._conns = self._conns, set()
-        for conn in conns:
-            _close(conn)
+            pairs, self._pairs = self._pairs, set()
+        if flush:
+            for _, server in pairs:
+                try:
+                    server.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + FLUSH_WAIT
+            while time.monotonic() < deadline and any(server.fileno() != -1 for _, server in pairs):
+                time.sleep(0.005)
+        for client, server in pairs:
+            _close(client)
+            _close(server)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -57,19 +74,37 @@ class TcpProxy:
                 continue
             server.settimeout(None)
             with self._lock:
-                self._conns.update((client, server))
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+                if self._listener is not listener:  # cut while this one was connecting
+                    _close(client)
+                    _close(server)
+                    return
+                self._pairs.add((client, server))
+            threading.Thread(target=self._to_server, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(server, client), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    @staticmethod
+    def _to_server(client: socket.socket, server: socket.socket) -> None:
         try:
-            while data := src.recv(65536):
-                dst.sendall(data)
+            while data := client.recv(65536):
+                try:
+                    server.sendall(data)
+                except OSError:
+                    return  # the server side is closing: _to_client forwards its last answers
+        except OSError:
+            pass
+        _close(client)
+        _close(server)
+
+    @staticmethod
+    def _to_client(server: socket.socket, client: socket.socket) -> None:
+        try:
+            while data := server.recv(65536):
+                client.sendall(data)
         except OSError:
             pass
         finally:
-            _close(src)
-            _close(dst)
+            _close(server)
+            _close(client)
 
 
 def _close(sock: socket.socket) -> None:
