@@ -31,3 +31,5 @@ from config.settings import *  # noqa: E402,F401,F403
 # Test-only endpoints (hold a database connection, and the like) for servers the tests start.
 ROOT_URLCONF = "tests.support.urls"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+# Test-only tasks (a task that takes its time, for broker-loss tests) for the workers tests start.
+CELERY_IMPORTS = ["tests.support.tasks"]

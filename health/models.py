@@ -178,6 +178,8 @@ class AlertNotification(models.Model):
     webhook_sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
+    # A sender holds the row until then: a task and its resend never send at the same time.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

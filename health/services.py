@@ -46,6 +46,11 @@ HYSTERESIS_CHECKS = 2  # consecutive checks a condition must be absent before it
 REOPEN_WINDOW = timedelta(hours=1)  # a condition back within this reopens its resolved alert
 PRUNE_BATCH = 5000  # rows per DELETE, so pruning never holds long locks
 WEBHOOK_TIMEOUT = 10.0  # s
+# A notification with no attempt this long after it was written lost its task (a Redis outage
+# when it was queued, or a task in transit when the connection broke): the health run sends it
+# again. Older ones are news nobody needs any more.
+NOTIFY_RESEND_AFTER = timedelta(minutes=2)
+NOTIFY_RESEND_WITHIN = timedelta(hours=1)
 TICK_SCOPE = "health"  # its claims: payops:health:tick:<epoch s>
 PRUNE_SCOPE = "health:prune"
 SELF_COMPONENT = "health"  # alerts about the health checks themselves (the dead-man's switch)
@@ -205,6 +210,7 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
         )
         _alerts_apply(readings=readings, seen_at=started_at, impact=impact)
         _stale_alert_clear(seen_at=started_at)
+        alert_notifications_resend(now=started_at)
     logger.info(
         "health run %s: %s in %.0f ms", tick.isoformat(), run.status, run.duration_ms,
         extra={"category": "health_run", "status": run.status, "duration_ms": run.duration_ms,
@@ -599,12 +605,41 @@ def _stale_alert_clear(*, seen_at: datetime) -> None:
 
 
 # --- Notifications ----------------------------------------------------------------------------
+def alert_notifications_resend(*, now: datetime) -> int:
+    """Queues again the notifications whose task never ran (see NOTIFY_RESEND_AFTER); each is
+    queued after commit and sent once per channel whatever else runs."""
+    from health.tasks import alert_notify
+
+    lost = list(AlertNotification.objects.filter(
+        attempts=0, created_at__lt=now - NOTIFY_RESEND_AFTER, created_at__gte=now - NOTIFY_RESEND_WITHIN,
+    ).exclude(claimed_until__gte=now).values_list("pk", flat=True))
+    for pk in lost:
+        logger.warning("alert notification %s never attempted: queued again", pk,
+                       extra={"category": "alert_notify_resent", "notification_id": pk})
+        alert_notify.delay_on_commit(pk)
+    return len(lost)
+
+
+def _notification_claim(notification_id: int) -> bool:
+    now = timezone.now()
+    hold = timedelta(seconds=settings.EMAIL_TIMEOUT + WEBHOOK_TIMEOUT + 30)
+    return bool(AlertNotification.objects.filter(pk=notification_id)
+                .exclude(claimed_until__gte=now).update(claimed_until=now + hold))
+
+
 def alert_notification_send(*, notification_id: int) -> AlertNotification | None:
     """Sends one notification by e-mail (ALERT_EMAILS) and webhook (ALERT_WEBHOOK_URL); a channel
-    already sent is never sent again, so a retried task repeats only what failed."""
-    notification = AlertNotification.objects.select_related("alert").filter(pk=notification_id).first()
-    if notification is None:
+    already sent is never sent again, so a retried task repeats only what failed. One sender at
+    a time (a claim on the row): None when the row is gone or another sender holds it."""
+    if not _notification_claim(notification_id):
         return None
+    notification = AlertNotification.objects.select_related("alert").get(pk=notification_id)
+    pending_email = bool(settings.ALERT_EMAILS) and notification.email_sent_at is None
+    pending_webhook = bool(settings.ALERT_WEBHOOK_URL) and notification.webhook_sent_at is None
+    if not (pending_email or pending_webhook) and notification.attempts:
+        # A resent copy of a task that did run after all: nothing left to do.
+        AlertNotification.objects.filter(pk=notification.pk).update(claimed_until=None)
+        return notification
     alert = notification.alert
     errors = []
     if settings.ALERT_EMAILS and notification.email_sent_at is None:
@@ -629,7 +664,8 @@ def alert_notification_send(*, notification_id: int) -> AlertNotification | None
             notification.webhook_sent_at = timezone.now()
     notification.attempts += 1
     notification.last_error = "; ".join(e.strip() for e in errors)[:300]
-    notification.save(update_fields=["email_sent_at", "webhook_sent_at", "attempts", "last_error"])
+    notification.claimed_until = None
+    notification.save(update_fields=["email_sent_at", "webhook_sent_at", "attempts", "last_error", "claimed_until"])
     extra = {"alert_id": alert.pk, "notification_id": notification.pk, "event": notification.event,
              "severity": notification.severity}
     if errors:

@@ -146,3 +146,46 @@ def test_the_dead_mans_switch_is_sent_by_the_web_process_not_a_worker(client, se
     assert [p["json"]["alert"]["condition"] for p in posts] == ["stale"]
     assert posts[0]["json"]["alert"]["severity"] == "critical"
     assert [m.subject for m in mailoutbox] == ["[payops] CRITICAL health/stale raised"]
+
+
+def _lost_notification(*, minutes_ago: float, condition: str = "unreachable") -> AlertNotification:
+    """What a notification whose task never ran looks like: written with its alert, never attempted."""
+    now = timezone.now()
+    alert = Alert.objects.create(component="redis", condition=condition, severity="error", severity_rank=30,
+                                 message=f"redis {condition}", first_seen=now, last_seen=now, notified_rank=30)
+    notification = AlertNotification.objects.create(alert=alert, event="raised", severity="error")
+    AlertNotification.objects.filter(pk=notification.pk).update(
+        created_at=now - timedelta(minutes=minutes_ago))
+    return notification
+
+
+def test_a_notification_whose_task_was_lost_is_sent_by_a_later_health_run_once(channels, mailoutbox,
+                                                                             caplog) -> None:
+    lost = _lost_notification(minutes_ago=3)
+    recent = _lost_notification(minutes_ago=0.5, condition="slow")  # its task may still be on its way
+    health_check_run(now=timezone.now(), checks=[StubCheck("celery")])
+    assert [m.subject for m in mailoutbox] == ["[payops] ERROR redis/unreachable raised"]
+    assert len(channels.wait_for(1)) == 1
+    lost.refresh_from_db()
+    recent.refresh_from_db()
+    assert lost.attempts == 1 and lost.email_sent_at and lost.webhook_sent_at and lost.claimed_until is None
+    assert recent.attempts == 0
+    assert f"alert notification {lost.pk} never attempted" in caplog.text
+    health_check_run(now=timezone.now() + timedelta(seconds=30), checks=[StubCheck("celery")])
+    assert len(mailoutbox) == 1 and len(channels.received) == 1
+
+
+def test_a_notification_another_sender_holds_is_not_sent_twice(channels, mailoutbox) -> None:
+    from health.services import alert_notification_send
+
+    notification = _lost_notification(minutes_ago=3)
+    AlertNotification.objects.filter(pk=notification.pk).update(
+        claimed_until=timezone.now() + timedelta(seconds=60))
+    assert alert_notification_send(notification_id=notification.pk) is None
+    health_check_run(now=timezone.now(), checks=[StubCheck("celery")])  # held: not queued again
+    assert mailoutbox == [] and channels.received == []
+    AlertNotification.objects.filter(pk=notification.pk).update(claimed_until=None)  # the holder died
+    assert alert_notification_send(notification_id=notification.pk).attempts == 1
+    # The original task, slow rather than lost, runs after its resend: nothing is sent again.
+    assert alert_notification_send(notification_id=notification.pk).attempts == 1
+    assert len(mailoutbox) == 1 and len(channels.wait_for(1)) == 1
