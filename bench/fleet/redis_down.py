@@ -72,6 +72,23 @@ def _publish_pings(run_id: str, running: threading.Event, sent: list[str]) -> No
         time.sleep(0.2)
 
 
+def _wait_fresh(fleet: Fleet, timeout: float = 60.0) -> None:
+    """Until /health/status is fresh: a switch tripped while the fleet started (no health run
+    yet) must be cleared before the cut, or the outage would only bump that alert."""
+    from health.models import ACTIVE_ALERT_STATUSES, Alert
+
+    deadline = time.monotonic() + timeout
+    with common.requests.Session() as session:
+        while time.monotonic() < deadline:
+            body = session.get(f"{fleet.base_url}/health/status", timeout=5,
+                               headers={"Authorization": f"Bearer {STATUS_TOKEN}"}).json()
+            if not body.get("stale") and not Alert.objects.filter(
+                    component="health", condition="stale", status__in=ACTIVE_ALERT_STATUSES).exists():
+                return
+            time.sleep(0.5)
+    raise TimeoutError("the fleet's health data did not become fresh before the cut")
+
+
 def _publishing_resumed(fleet: Fleet, marks: dict[str, float], timeout: float) -> tuple[float | None, list[str]]:
     """Seconds from the restore until every web process and the worker had written a fresh
     pool-statistics document (requests wake web publishers), and the roles seen last."""
@@ -133,6 +150,7 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     load = Load()
     marks: dict[str, float] = {}
     fleet.wait_publishers(web=fleet.web_workers, worker=fleet.celery_workers)
+    _wait_fresh(fleet)
 
     def work(session, load: Load, i: int, running) -> None:  # type: ignore[no-untyped-def]
         n = i
