@@ -200,6 +200,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # throttle of 10, would add up to 100 s to a redelivery); a restarted worker looks at once.
     "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 10)),  # s
     "unacked_restore_throttle": 1,
+    # kombu waits forever on a Redis that hangs (stopped, stuck) by default: a web process
+    # queueing a settlement would hold the payment's request. Above kombu's 1 s BRPOP.
+    "socket_timeout": 2.0,  # s
+    "socket_connect_timeout": 2.0,  # s
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CONSUMER = "config.celery_consumer:Consumer"  # reconnects every 0.5-2 s, not 2-30 s

@@ -428,8 +428,6 @@ def _notify_if_due(alert: Alert, *, now: datetime) -> None:
 
 
 def _notification_queue(alert: Alert, event: str) -> None:
-    from health.tasks import alert_notify
-
     notification = AlertNotification.objects.create(alert=alert, event=event, severity=alert.severity)
     if alert.component == SELF_COMPONENT:
         # The dead-man's switch trips when the workers may be what stopped: it cannot count on
@@ -439,7 +437,20 @@ def _notification_queue(alert: Alert, event: str) -> None:
             name="health-notify", daemon=True).start())
         return
     # After commit, so the task finds the row and the check never waits for a mail server.
-    alert_notify.delay_on_commit(notification.pk)
+    transaction.on_commit(lambda: _notification_enqueue(notification.pk))
+
+
+def _notification_enqueue(notification_id: int) -> None:
+    from health.tasks import alert_notify
+
+    try:
+        # One try, bounded by the broker's socket timeouts (a breaker alert is raised in the
+        # request that tripped the breaker); a notification not queued is sent again by a
+        # later health run (alert_notifications_resend).
+        alert_notify.apply_async((notification_id,), retry=False)
+    except Exception:  # noqa: BLE001
+        logger.warning("alert notification %s not queued", notification_id,
+                       extra={"category": "alert_notify_queue_error", "notification_id": notification_id})
 
 
 def _notification_send_quietly(notification_id: int) -> None:
@@ -608,15 +619,13 @@ def _stale_alert_clear(*, seen_at: datetime) -> None:
 def alert_notifications_resend(*, now: datetime) -> int:
     """Queues again the notifications whose task never ran (see NOTIFY_RESEND_AFTER); each is
     queued after commit and sent once per channel whatever else runs."""
-    from health.tasks import alert_notify
-
     lost = list(AlertNotification.objects.filter(
         attempts=0, created_at__lt=now - NOTIFY_RESEND_AFTER, created_at__gte=now - NOTIFY_RESEND_WITHIN,
     ).exclude(claimed_until__gte=now).values_list("pk", flat=True))
     for pk in lost:
         logger.warning("alert notification %s never attempted: queued again", pk,
                        extra={"category": "alert_notify_resent", "notification_id": pk})
-        alert_notify.delay_on_commit(pk)
+        transaction.on_commit(lambda pk=pk: _notification_enqueue(pk))
     return len(lost)
 
 

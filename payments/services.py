@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -28,6 +29,12 @@ from payments.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Settlement tasks queued from a payment's request go out on a thread of their own, so that a
+# Redis that hangs (kombu's publish waits its socket timeout, 2 s, three times) never holds
+# the answer past the payment's deadline; at most this many at once, the sweep does the rest.
+SETTLE_PUBLISHERS = 8
+_settle_publishers = threading.BoundedSemaphore(SETTLE_PUBLISHERS)
 
 KEY_PREFIX = "pok_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # write last_used_at at most this often per key
@@ -315,7 +322,7 @@ def _apply(payment_id: str, result: GatewayResult, *, previous: str) -> Payment:
             delay = delays[min(payment.settle_count, len(delays) - 1)]
             payment.next_settle_at = timezone.now() + timedelta(seconds=delay)
             fields.append("next_settle_at")
-            transaction.on_commit(lambda: _schedule_settle(payment.id, delay))
+            transaction.on_commit(lambda: _schedule_settle_off_thread(payment.id, delay))
             logger.warning("payment outcome unknown", extra={
                 "category": "payment_unknown_outcome", "payment_id": payment.id,
                 "idempotency_key": payment.gateway_idempotency_key, "outcome": result.outcome,
@@ -355,10 +362,26 @@ def _schedule_settle(payment_id: str, delay: int) -> None:
     from payments.tasks import payment_settle_task
 
     try:
-        payment_settle_task.apply_async((payment_id,), countdown=delay)
+        # One try, bounded by the broker's socket timeouts; the sweep is the retry.
+        payment_settle_task.apply_async((payment_id,), countdown=delay, retry=False)
     except Exception:  # noqa: BLE001 - the beat sweep picks it up if the broker is away
         logger.warning("could not queue settlement", extra={"category": "settle_queue_error",
                                                            "payment_id": payment_id})
+
+
+def _schedule_settle_off_thread(payment_id: str, delay: int) -> None:
+    if not _settle_publishers.acquire(blocking=False):
+        logger.warning("could not queue settlement: %d still being queued", SETTLE_PUBLISHERS,
+                       extra={"category": "settle_queue_error", "payment_id": payment_id})
+        return
+
+    def publish() -> None:
+        try:
+            _schedule_settle(payment_id, delay)
+        finally:
+            _settle_publishers.release()
+
+    threading.Thread(target=publish, name="settle-queue", daemon=True).start()
 
 
 def payment_settle(*, payment_id: str) -> Payment:

@@ -60,3 +60,17 @@ def test_a_cut_drops_connections_and_a_flushing_cut_still_delivers_what_the_serv
             again.sendall(b"back\n")
             assert again.recv(1024) == b"back\n"
     assert (rest == b"last answer\n") is arrives, rest
+
+
+def test_a_paused_server_accepts_but_answers_nothing_until_resumed(farewell_server: tuple[str, int]) -> None:
+    with TcpProxy(farewell_server) as proxy:
+        proxy.pause()
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        client.sendall(b"are you there\n")
+        client.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            client.recv(1024)
+        proxy.resume()
+        client.settimeout(5)
+        assert client.recv(1024) == b"are you there\n"
+        client.close()

@@ -20,6 +20,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()  # (client, server)
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def __enter__(self) -> "TcpProxy":
         self.restore()
@@ -35,6 +37,14 @@ class TcpProxy:
         listener.listen(128)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def pause(self) -> None:
+        """A server that hangs (stopped, stuck in a slow command) but keeps its connections:
+        connects still succeed, nothing is answered; no byte is lost."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def cut(self, *, flush: bool = False) -> None:
         """Refuse new connections and drop every live one. With `flush`, as when the server
@@ -82,10 +92,10 @@ class TcpProxy:
             threading.Thread(target=self._to_server, args=(client, server), daemon=True).start()
             threading.Thread(target=self._to_client, args=(server, client), daemon=True).start()
 
-    @staticmethod
-    def _to_server(client: socket.socket, server: socket.socket) -> None:
+    def _to_server(self, client: socket.socket, server: socket.socket) -> None:
         try:
             while data := client.recv(65536):
+                self._flowing.wait()
                 try:
                     server.sendall(data)
                 except OSError:
@@ -95,10 +105,10 @@ class TcpProxy:
         _close(client)
         _close(server)
 
-    @staticmethod
-    def _to_client(server: socket.socket, client: socket.socket) -> None:
+    def _to_client(self, server: socket.socket, client: socket.socket) -> None:
         try:
             while data := server.recv(65536):
+                self._flowing.wait()
                 client.sendall(data)
         except OSError:
             pass
