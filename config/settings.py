@@ -204,6 +204,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # queueing a settlement would hold the payment's request. Above kombu's 1 s BRPOP.
     "socket_timeout": 2.0,  # s
     "socket_connect_timeout": 2.0,  # s
+    # kombu 5.7 drops a worker's BRPOP connection when no reply came for 26 s; if Redis was
+    # only slow, it then runs that BRPOP and hands a task to a connection nobody reads: the
+    # task is lost (drill 6b). The kernel tells a dead Redis from a slow one instead: data
+    # unacknowledged for 30 s or 3 keepalive probes unanswered end the connection.
+    "health_check_interval": 0,
+    "socket_keepalive": True,
+    "socket_keepalive_options": {
+        option: value for option, value in ((getattr(socket, "TCP_KEEPIDLE", None), 10),
+                                            (getattr(socket, "TCP_KEEPINTVL", None), 5),
+                                            (getattr(socket, "TCP_KEEPCNT", None), 3),
+                                            (getattr(socket, "TCP_USER_TIMEOUT", None), 30_000))
+        if option is not None
+    },
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CONSUMER = "config.celery_consumer:Consumer"  # reconnects every 0.5-2 s, not 2-30 s

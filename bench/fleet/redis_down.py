@@ -6,6 +6,9 @@ is restarted. The cut is a stopped Redis: what Redis had already answered still 
 `--abrupt` cuts like a broken network instead, which also loses the answers in transit: a
 task Redis handed to a worker (BRPOP) in that instant is then lost, because kombu's Redis
 transport records a task as taken only once the answer has arrived (docs/reliability.md).
+`--hang`: Redis hangs instead (stopped, or stuck in a slow command): connections stay open
+and new ones are accepted, nothing is answered until it resumes; every client waits out its
+timeouts, which is what this variant measures.
 
 Holds: no 500 and no connection error; payments keep flowing (201s all through the cut: each
 process falls back to its own breaker, and says so in its log); once Redis is back the
@@ -36,6 +39,7 @@ from bench.fleet.common import Fleet, Load, Payer  # noqa: E402
 from bench.fleet.pool_pressure import Result  # noqa: E402
 
 TITLE = "6. Redis down mid-load"
+TITLE_HANG = "6b. Redis hangs mid-load"
 AMOUNT = 1100
 
 
@@ -145,7 +149,7 @@ def _log_count(fleet: Fleet, needle: str) -> dict[str, int]:
 
 
 def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float, outage_at: float,
-        outage: float, pause: float = 0.02, abrupt: bool = False) -> Result:
+        outage: float, pause: float = 0.02, abrupt: bool = False, hang: bool = False) -> Result:
     payer = Payer(fleet.base_urls, api_key, run_id)
     load = Load()
     marks: dict[str, float] = {}
@@ -164,9 +168,15 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     def outage_driver() -> None:
         time.sleep(outage_at)
         marks["cut"] = time.monotonic() - load.t0
-        fleet.redis_proxy.cut(flush=not abrupt)
+        if hang:
+            fleet.redis_proxy.pause()
+        else:
+            fleet.redis_proxy.cut(flush=not abrupt)
         time.sleep(outage)
-        fleet.redis_proxy.restore()
+        if hang:
+            fleet.redis_proxy.resume()
+        else:
+            fleet.redis_proxy.restore()
         marks["restored"] = time.monotonic() - load.t0
         marks["restored_wall"] = time.time()
         # Watched from the restore on, under load: the figure is when publishing resumed.
@@ -212,7 +222,11 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     r = Result()
     r.figures = {
         "clients": clients, "seconds": seconds,
-        "cut": "like a broken network: answers in transit lost" if abrupt else "as a stopped Redis: answers sent arrive", "cut_at_s": round(cut, 1), "outage_s": round(restored - cut, 1),
+        "resumes": "answers again" if hang else "listens again",
+        "cut": ("stops answering: connections stay open and new ones are accepted" if hang else
+                "closes every connection (" + ("like a broken network: answers in transit lost" if abrupt
+                                               else "as a stopped Redis: answers sent arrive")
+                + ") and refuses new ones"), "cut_at_s": round(cut, 1), "outage_s": round(restored - cut, 1),
         "requests": len(hits), "by_status": common.status_counts(hits),
         "during_outage": common.status_counts(during), "after_restore": common.status_counts(after),
         "p50_p99_during_ms": (round(common.pct([h.elapsed for h in during], 50) * 1000),
@@ -277,9 +291,8 @@ def report(r: Result) -> str:
     f = r.figures
     lines = [
         f"{f['clients']} clients create payments for {f['seconds']} s through 2 gunicorn workers (plus a Celery "
-        f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis closes every connection ({f['cut']}) and "
-        f"refuses new ones for {f['outage_s']} s (breaker state, rate limiter, API key generation, pool statistics, Celery "
-        f"broker), then listens again. Beat runs the health check every {HEALTH_INTERVAL} s (stale after three); "
+        f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis {f['cut']} for {f['outage_s']} s (breaker state, rate limiter, API key generation, pool statistics, Celery "
+        f"broker), then {f['resumes']}. Beat runs the health check every {HEALTH_INTERVAL} s (stale after three); "
         "a monitor reads /health/status every 0.5 s; this script publishes a ping task every 0.2 s straight to Redis.",
         "", "| figure | value |", "|---|---|",
         f"| requests | {f['requests']} |", f"| by status | {f['by_status']} |",
@@ -310,12 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage", type=float, default=15)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--abrupt", action="store_true", help="cut like a broken network (answers in transit lost)")
+    parser.add_argument("--hang", action="store_true", help="Redis hangs (accepts, answers nothing) instead")
     args = parser.parse_args(argv)
     api_key = common.script_api_key(args.database)
     with fleet_for(args.database) as fleet:
         result = run(fleet, api_key=api_key, run_id=common.new_run_id(), clients=args.clients, seconds=args.seconds,
-                     outage_at=args.outage_at, outage=args.outage, abrupt=args.abrupt)
-    return common.script_finish(TITLE, report(result), ok=result.ok, write=not args.no_write)
+                     outage_at=args.outage_at, outage=args.outage, abrupt=args.abrupt, hang=args.hang)
+    return common.script_finish(TITLE_HANG if args.hang else TITLE, report(result), ok=result.ok,
+                                write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Bounded versions of fleet scenarios 3 (gateway outage and flapping), 4 (answer lost after
-the charge) and 6 (Redis down): a real loopback fleet on the pytest test database.
+the charge), 6 (Redis down) and 6b (Redis hangs): a real loopback fleet on the pytest test
+database.
 
     DATABASE_TEST_NAME=test_payops_fleet2 REDIS_URL=redis://127.0.0.1:6379/10 \
         .venv/bin/python -m pytest tests/fleet/test_scenarios.py -q
@@ -39,6 +40,16 @@ def test_redis_down_payments_keep_flowing_and_publishing_resumes(tmp_path) -> No
     with redis_down.fleet_for(database(), **fleet_args(tmp_path)) as fleet:
         result = redis_down.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=14,
                                 outage_at=4, outage=5)
+    print(redis_down.report(result))
+    failed = {k: v for k, v in result.checks.items() if not v}
+    assert not failed, failed
+
+
+def test_redis_hanging_holds_no_payment_and_every_process_recovers(tmp_path) -> None:
+    _, key = make_client()
+    with redis_down.fleet_for(database(), **fleet_args(tmp_path)) as fleet:
+        result = redis_down.run(fleet, api_key=key, run_id=common.new_run_id(), clients=3, seconds=14,
+                                outage_at=4, outage=5, hang=True)
     print(redis_down.report(result))
     failed = {k: v for k, v in result.checks.items() if not v}
     assert not failed, failed
