@@ -321,8 +321,10 @@ class Fleet:
         pids = self.own_pids()
         return [d for d in self.fleet_docs() if d.get("pid") in pids]
 
-    def wait_publishers(self, *, web: int, worker: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Until `web` web and `worker` worker processes publish (requests wake web publishers)."""
+    def wait_publishers(self, *, web: int, worker: int, timeout: float = 30.0, since: float | None = None,
+                        interval: float = 0.3) -> list[dict[str, Any]]:
+        """Until `web` web and `worker` worker processes of this fleet publish (requests wake
+        web publishers): documents of the last 5 s, or written after `since` (epoch s)."""
         deadline = time.monotonic() + timeout
         docs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
@@ -332,10 +334,10 @@ class Fleet:
                 except requests.RequestException:
                     pass
             docs = self.own_docs()
-            roles = [d["role"] for d in docs if time.time() - d["at"] < 5]
+            roles = [d["role"] for d in docs if (d["at"] > since if since is not None else time.time() - d["at"] < 5)]
             if roles.count("web") >= web and roles.count("worker") >= worker:
                 return docs
-            time.sleep(0.3)
+            time.sleep(interval)
         raise TimeoutError(f"publishers: wanted web={web} worker={worker}, saw {[d['role'] for d in docs]}")
 
 

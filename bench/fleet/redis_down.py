@@ -94,21 +94,15 @@ def _wait_fresh(fleet: Fleet, timeout: float = 60.0) -> None:
 
 
 def _publishing_resumed(fleet: Fleet, marks: dict[str, float], timeout: float) -> tuple[float | None, list[str]]:
-    """Seconds from the restore until every web process and the worker had written a fresh
-    pool-statistics document (requests wake web publishers), and the roles seen last."""
-    roles: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for base in fleet.base_urls:
-            try:
-                common.requests.get(f"{base}/health/live", timeout=2)
-            except common.requests.RequestException:
-                pass
-        roles = sorted(d["role"] for d in fleet.fleet_docs() if d["at"] > marks["restored_wall"])
-        if roles.count("web") >= fleet.web_workers and roles.count("worker") >= fleet.celery_workers:
-            return time.time() - marks["restored_wall"], roles
-        time.sleep(0.25)
-    return None, roles
+    """Seconds from the restore until every web process and the worker of the fleet had
+    written a fresh pool-statistics document, and the roles that had."""
+    try:
+        fleet.wait_publishers(web=fleet.web_workers, worker=fleet.celery_workers, timeout=timeout,
+                              since=marks["restored_wall"], interval=0.25)
+        after = time.time() - marks["restored_wall"]
+    except TimeoutError:
+        after = None
+    return after, sorted(d["role"] for d in fleet.own_docs() if d["at"] > marks["restored_wall"])
 
 
 def _tasks_accounted(fleet: Fleet, ids: list[str], timeout: float = 30.0) -> dict[str, int]:
@@ -291,7 +285,8 @@ def report(r: Result) -> str:
     f = r.figures
     lines = [
         f"{f['clients']} clients create payments for {f['seconds']} s through 2 gunicorn workers (plus a Celery "
-        f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis {f['cut']} for {f['outage_s']} s (breaker state, rate limiter, API key generation, pool statistics, Celery "
+        f"worker); at {f['cut_at_s']} s the TCP proxy in front of Redis {f['cut']} for {f['outage_s']} s "
+        "(breaker state, rate limiter, API key generation, pool statistics, Celery "
         f"broker), then {f['resumes']}. Beat runs the health check every {HEALTH_INTERVAL} s (stale after three); "
         "a monitor reads /health/status every 0.5 s; this script publishes a ping task every 0.2 s straight to Redis.",
         "", "| figure | value |", "|---|---|",
