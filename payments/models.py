@@ -37,25 +37,33 @@ class PaymentStatus(models.TextChoices):
     REQUIRES_ACTION = "requires_action"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELED = "canceled"
     UNKNOWN = "unknown"
     REFUNDED = "refunded"
     PARTIALLY_REFUNDED = "partially_refunded"
 
 
+S = PaymentStatus
 # The only moves a payment's status may make; services refuse anything else.
 PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"processing", "failed"}),
+    S.PENDING: frozenset({S.PROCESSING, S.FAILED}),
     # Back to pending only when nothing reached the gateway (refused connection, open breaker).
-    "processing": frozenset({"succeeded", "failed", "requires_action", "unknown", "pending"}),
-    "unknown": frozenset({"processing", "succeeded", "failed", "requires_action"}),
-    "requires_action": frozenset({"processing", "succeeded", "failed"}),
-    "succeeded": frozenset({"partially_refunded", "refunded"}),
-    "partially_refunded": frozenset({"partially_refunded", "refunded"}),
-    "failed": frozenset(),
-    "refunded": frozenset(),
+    S.PROCESSING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.REQUIRES_ACTION, S.UNKNOWN, S.PENDING}),
+    S.UNKNOWN: frozenset({S.PROCESSING, S.SUCCEEDED, S.FAILED, S.CANCELED, S.REQUIRES_ACTION}),
+    # The customer authenticates (or not) at the gateway; we learn it from its events or by asking.
+    S.REQUIRES_ACTION: frozenset({S.PROCESSING, S.SUCCEEDED, S.FAILED, S.CANCELED, S.UNKNOWN}),
+    S.SUCCEEDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.FAILED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.REFUNDED: frozenset(),
 }
-FINAL_STATUSES = frozenset({"succeeded", "failed", "requires_action", "refunded", "partially_refunded"})
-UNSETTLED_STATUSES = frozenset({"unknown", "processing"})
+# Where a payment's outcome is settled for good: nothing moves it but a refund.
+FINAL_STATUSES = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.REFUNDED, S.PARTIALLY_REFUNDED})
+# The gateway may have acted and we do not know how: settlement asks it.
+UNSETTLED_STATUSES = frozenset({S.UNKNOWN, S.PROCESSING})
+# Waiting for the customer at the gateway: followed by its events and by asking on the backoff.
+AWAITING_STATUSES = frozenset({S.REQUIRES_ACTION})
 
 
 class Payment(models.Model):
@@ -74,6 +82,10 @@ class Payment(models.Model):
     gateway_id = models.CharField(max_length=255, null=True, blank=True)
     failure_code = models.CharField(max_length=100, blank=True, default="")
     failure_message = models.CharField(max_length=500, blank=True, default="")
+    # What the customer must do while requires_action: the intent's client_secret and the
+    # gateway's own next_action, as the API shows them; cleared when the payment moves on.
+    next_action = models.JSONField(null=True, blank=True)
+    # Only refunds the gateway confirmed; amounts reserved by refunds in flight are not in it.
     amount_refunded = models.PositiveBigIntegerField(default=0)
     attempt_count = models.PositiveIntegerField(default=0)
     # Settlement of unknown outcomes: how often it was tried and when to try next.
@@ -99,7 +111,7 @@ class Payment(models.Model):
             # changes its status is a new entry in every index: the sweeps only look for the
             # unfinished, and searches only for a reference that was given.
             models.Index(fields=["status", "next_settle_at"], name="payment_status_unfinished",
-                         condition=Q(status__in=["pending", "processing", "unknown"])),
+                         condition=Q(status__in=["pending", "processing", "unknown", "requires_action"])),
             models.Index(fields=["reference"], name="payment_reference_given", condition=~Q(reference="")),
             models.Index(fields=["-created"], name="payment_created"),
         ]
@@ -122,6 +134,12 @@ class AttemptOutcome(models.TextChoices):
     RATE_LIMITED = "rate_limited"
     BAD_RESPONSE = "bad_response"
     CIRCUIT_OPEN = "circuit_open"
+    CONFLICT = "conflict"
+    AUTH_REFUSED = "auth_refused"
+    IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
+    INVALID_REQUEST = "invalid_request"
+    NOT_FOUND = "not_found"
+    POOL_TIMEOUT = "pool_timeout"
 
 
 class PaymentAttempt(models.Model):
@@ -153,6 +171,10 @@ class RefundStatus(models.TextChoices):
     UNKNOWN = "unknown"
 
 
+# A refund in these holds its amount against the payment: two refunds can never exceed it.
+REFUND_RESERVING = frozenset({RefundStatus.PENDING, RefundStatus.UNKNOWN, RefundStatus.SUCCEEDED})
+
+
 class Refund(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "ref"), editable=False)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
@@ -164,6 +186,12 @@ class Refund(models.Model):
     gateway_id = models.CharField(max_length=255, null=True, blank=True)
     failure_code = models.CharField(max_length=100, blank=True, default="")
     failure_message = models.CharField(max_length=500, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="", help_text="Why ops refunded, from the console.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    # Settlement of unknown outcomes, as for payments.
+    settle_count = models.PositiveIntegerField(default=0)
+    next_settle_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
