@@ -288,6 +288,8 @@ require(
     "is delivered a second time",
 )
 PAYMENT_PENDING_EXPIRY = env_int("PAYMENT_PENDING_EXPIRY", 900, minimum=1)  # s a never-sent payment waits
+# s a payment may wait for its customer's authentication (3-D Secure) before it is canceled
+PAYMENT_ACTION_EXPIRY = env_int("PAYMENT_ACTION_EXPIRY", 86400, minimum=60)
 
 # --- General outbound HTTP ------------------------------------------------------------
 HTTP_MAX_CONNECTIONS = env_int("HTTP_MAX_CONNECTIONS", 100, minimum=1)
