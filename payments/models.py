@@ -64,6 +64,8 @@ FINAL_STATUSES = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.REFUNDED, S.PAR
 UNSETTLED_STATUSES = frozenset({S.UNKNOWN, S.PROCESSING})
 # Waiting for the customer at the gateway: followed by its events and by asking on the backoff.
 AWAITING_STATUSES = frozenset({S.REQUIRES_ACTION})
+# What an operator may settle by hand from the console, to what the gateway holds.
+SETTLED_BY_HAND = UNSETTLED_STATUSES | AWAITING_STATUSES
 
 
 class Payment(models.Model):

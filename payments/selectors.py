@@ -8,6 +8,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from payments.models import ApiClient, Payment, Refund
+from payments.money import money_format
 
 
 def payment_get(*, client: ApiClient, payment_id: str) -> Payment | None:
@@ -41,6 +42,26 @@ def payment_unknown_summary(*, older_than: timedelta | None = None) -> list[dict
         qs = qs.filter(created__lt=timezone.now() - older_than)
     rows = qs.values("currency").annotate(count=Count("id"), amount=Sum("amount")).order_by("currency")
     return [{"currency": r["currency"], "count": r["count"], "amount": r["amount"] or 0} for r in rows]
+
+
+def refund_unknown_summary(*, older_than: timedelta | None = None) -> list[dict]:
+    """Refunds whose outcome is unknown, per currency: count and amount."""
+    qs = Refund.objects.filter(status="unknown")
+    if older_than is not None:
+        qs = qs.filter(created__lt=timezone.now() - older_than)
+    rows = qs.values("payment__currency").annotate(count=Count("id"), amount=Sum("amount")).order_by(
+        "payment__currency")
+    return [{"currency": r["payment__currency"], "count": r["count"], "amount": r["amount"] or 0} for r in rows]
+
+
+def with_display(rows: list[dict]) -> list[dict]:
+    """Summary rows with their amount as people read it (the currency's own decimals)."""
+    return [{**row, "display": money_format(amount=row["amount"], currency=row["currency"])} for row in rows]
+
+
+def idempotency_mismatch_count() -> int:
+    """Payments the gateway answered 'same key, other parameters': our bug, and possibly charged."""
+    return Payment.objects.filter(status="unknown", failure_code="idempotency_mismatch").count()
 
 
 def payment_in_flight_summary() -> dict:

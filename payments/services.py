@@ -23,6 +23,7 @@ from payments.ids import new_id
 from payments.models import (
     FINAL_STATUSES,
     PAYMENT_TRANSITIONS,
+    SETTLED_BY_HAND,
     ApiClient,
     IdempotencyRecord,
     Payment,
@@ -43,7 +44,7 @@ KEY_PREFIX = "pok_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # write last_used_at at most this often per key
 RESEND_WINDOW = timedelta(hours=23)  # the gateway keeps idempotency keys for 24 h
 # Statuses settlement works on: asked again until the gateway's answer is final.
-SETTLED_BY_ASKING = frozenset({S.UNKNOWN, S.PROCESSING, S.REQUIRES_ACTION})
+SETTLED_BY_ASKING = SETTLED_BY_HAND
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -431,6 +432,41 @@ def payment_settle(*, payment_id: str) -> Payment:
         next_at = timezone.now() + timedelta(seconds=settle_delay(settle_count=payment.settle_count))
         Payment.objects.filter(pk=payment_id, status=settled.status).update(next_settle_at=next_at)
     return settled
+
+
+class SettleRefused(Exception):
+    """Why an operator's settlement cannot be applied; the message is shown to them."""
+
+
+def payment_intent_read(*, payment: Payment, gateway_id: str) -> Outcome:
+    """What the gateway's intent `gateway_id` would make of this payment, read fresh, for an
+    operator about to settle it by hand. Raises SettleRefused when it cannot be used."""
+    if payment.status not in SETTLED_BY_ASKING:
+        raise SettleRefused(f"A {payment.status} payment is settled already.")
+    if not gateway_id:
+        raise SettleRefused("Give the gateway's id of the intent (pi_…), from its dashboard.")
+    _release_db_connection()
+    result = get_gateway().retrieve_payment_intent(gateway_id)
+    if result.outcome == "not_found":
+        raise SettleRefused(f"The gateway holds no intent {gateway_id}.")
+    if not result.ok:
+        raise SettleRefused(f"The gateway could not be asked ({result.outcome}); try again shortly.")
+    owner = (result.data.get("metadata") or {}).get("payment_id")
+    if owner not in (None, payment.id):
+        raise SettleRefused(f"Intent {gateway_id} belongs to payment {owner}, not to this one.")
+    if payment.gateway_id and payment.gateway_id != gateway_id:
+        raise SettleRefused(f"This payment's intent is {payment.gateway_id}.")
+    return intent_outcome(result.data)
+
+
+def payment_settle_by_hand(*, payment_id: str, gateway_id: str) -> Payment:
+    """An operator settles a payment to what the gateway holds now (read again at this moment,
+    not what they were shown a minute ago). The console records who did it and their note."""
+    payment = Payment.objects.get(pk=payment_id)
+    outcome = payment_intent_read(payment=payment, gateway_id=gateway_id)
+    if outcome.status == S.UNKNOWN:
+        raise SettleRefused("The gateway has not settled this payment either; wait for it.")
+    return _apply(payment_id, outcome, attempts=[], operation="retrieve", only_from=SETTLED_BY_ASKING)
 
 
 def payment_claim_free_in(*, payment: Payment) -> float:

@@ -283,9 +283,9 @@ def recent_alerts(*, limit: int = 10) -> list[Alert]:
 
 
 def unknown_payments() -> list[dict[str, Any]]:
-    from payments.selectors import payment_unknown_summary
+    from payments.selectors import payment_unknown_summary, with_display
 
-    return [{**row, "major": row["amount"] / 100} for row in payment_unknown_summary()]
+    return with_display(payment_unknown_summary())
 
 
 def stale_limit_seconds() -> int:
