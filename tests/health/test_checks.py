@@ -116,7 +116,7 @@ def test_payments_unsettled_past_their_age_raise_an_error_with_the_amounts(setti
     assert snapshot.errors == 2 and snapshot.in_use == 3
     alert = Alert.objects.get(component="payments", condition="unknown_overdue")
     assert alert.severity == "error"
-    assert "2 payments" in alert.message and "usd 4000" in alert.message
+    assert "2 payments" in alert.message and "40.00 USD" in alert.message
     assert alert.payments_in_flight == 3 and alert.amount_affected == {"usd": 4999}
 
 
