@@ -296,6 +296,8 @@ require(
     "is delivered a second time",
 )
 PAYMENT_PENDING_EXPIRY = env_int("PAYMENT_PENDING_EXPIRY", 900, minimum=1)  # s a never-sent payment waits
+# s a payment may wait for its customer's authentication (3-D Secure) before it is canceled
+PAYMENT_ACTION_EXPIRY = env_int("PAYMENT_ACTION_EXPIRY", 86400, minimum=60)
 # Gateway events stored but never taken by a worker (the broker was away), or left by a worker
 # that died, are queued again by this sweep.
 CELERY_BEAT_SCHEDULE["gateway-event-sweep"] = {

@@ -26,7 +26,7 @@ def payment_list(*, client: ApiClient, status: str | None = None, reference: str
         cursor = Payment.objects.filter(client=client, pk=starting_after).values("created", "id").first()
         if cursor is not None:
             qs = qs.filter(Q(created__lt=cursor["created"]) | Q(created=cursor["created"], id__lt=cursor["id"]))
-    rows = list(qs.order_by("-created", "-id")[: limit + 1])
+    rows = list(qs.order_by("-created", "-id").prefetch_related("refunds")[: limit + 1])
     return rows[:limit], len(rows) > limit
 
 

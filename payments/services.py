@@ -9,7 +9,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Sequence
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -18,15 +18,18 @@ from django.utils import timezone
 
 from payments import statements
 from payments.gateway import GatewayResult, get_gateway
+from payments.gateway.client import Attempt
 from payments.ids import new_id
 from payments.models import (
+    FINAL_STATUSES,
     PAYMENT_TRANSITIONS,
     ApiClient,
     IdempotencyRecord,
     Payment,
     PaymentAttempt,
-    Refund,
 )
+from payments.models import PaymentStatus as S
+from payments.outcomes import Outcome, create_outcome, intent_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +42,8 @@ _settle_publishers = threading.BoundedSemaphore(SETTLE_PUBLISHERS)
 KEY_PREFIX = "pok_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # write last_used_at at most this often per key
 RESEND_WINDOW = timedelta(hours=23)  # the gateway keeps idempotency keys for 24 h
-
-
-class InvalidTransition(Exception):
-    pass
+# Statuses settlement works on: asked again until the gateway's answer is final.
+SETTLED_BY_ASKING = frozenset({S.UNKNOWN, S.PROCESSING, S.REQUIRES_ACTION})
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def idempotency_release(*, record: IdempotencyRecord, status: int | None = None,
 # --- Payments ------------------------------------------------------------------------------
 def _release_db_connection() -> None:
     # Never hold a pooled database connection across a gateway call of up to the deadline:
-    # a slow gateway would otherwise exhaust the database pool (the incident's second act).
+    # a slow gateway would otherwise exhaust the database pool.
     if not connection.in_atomic_block:
         connection.close()
 
@@ -199,11 +200,11 @@ def _claim_for_gateway(payment_id: str) -> str | None:
     with transaction.atomic():
         payment = (Payment.objects.select_for_update(skip_locked=True)
                    .filter(pk=payment_id)
-                   .filter(Q(status__in=["pending", "unknown"]) | Q(status="processing", updated__lt=stale))
+                   .filter(Q(status__in=[S.PENDING, S.UNKNOWN]) | Q(status=S.PROCESSING, updated__lt=stale))
                    .only("status").first())
         if payment is None:
             return None
-        Payment.objects.filter(pk=payment_id).update(status="processing", updated=now)
+        Payment.objects.filter(pk=payment_id).update(status=S.PROCESSING, updated=now)
         return payment.status
 
 
@@ -217,18 +218,17 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None,
     `opened` is a payment `payment_open` just created, already claimed for this send; with
     `release`, its idempotency claim ends with the first answer, in the same statement."""
     if opened is not None and opened.pk == payment_id:
-        payment, previous = opened, "pending"
+        payment, previous = opened, S.PENDING
     else:
-        previous = _claim_for_gateway(payment_id)
-        if previous is None:
+        claimed = _claim_for_gateway(payment_id)
+        if claimed is None:
             return Payment.objects.get(pk=payment_id)
+        previous = S(claimed)
         payment = Payment.objects.get(pk=payment_id)
     if timezone.now() - payment.created > RESEND_WINDOW and payment.attempt_count:
         # Past the gateway's idempotency window a re-send could charge twice: stop, ask ops.
-        return _apply(payment_id, GatewayResult(outcome="bad_response", sent=True,
-                                                error_code="settle_manually",
-                                                error_message="past the gateway's idempotency window"),
-                      previous=previous)
+        outcome = Outcome(S.UNKNOWN, "settle_manually", "past the gateway's idempotency window")
+        return _apply(payment_id, outcome, attempts=[], operation="create", only_from={S.PROCESSING})
     _release_db_connection()
     metadata = {**payment.metadata, "payment_id": payment.id}
     if payment.reference:
@@ -237,42 +237,31 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None,
         idempotency_key=payment.gateway_idempotency_key, amount=payment.amount, currency=payment.currency,
         payment_method=payment.payment_method, metadata=metadata,
     )
+    outcome = create_outcome(result, previous=previous)
     if opened is not None:
-        applied = _apply_opened(payment, result, release)
+        applied = _apply_opened(payment, outcome, result, release)
         if applied is not None:
             return applied
-    return _apply(payment_id, result, previous=previous)
+    return _apply(payment_id, outcome, attempts=result.attempts, operation="create", only_from={S.PROCESSING})
 
 
-def _status_from_intent(data: dict[str, Any]) -> tuple[str, str, str]:
-    status = data.get("status")
-    error = data.get("last_payment_error") or {}
-    if status == "succeeded":
-        return "succeeded", "", ""
-    if status in {"requires_action", "requires_confirmation"}:
-        return "requires_action", "", ""
-    if status in {"requires_payment_method", "canceled"}:
-        return "failed", str(error.get("decline_code") or error.get("code") or status), str(error.get("message") or "")
-    return "unknown", "", ""  # processing at the gateway: ask again later
-
-
-def _apply_opened(payment: Payment, result: GatewayResult,
+def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
                   release: tuple[IdempotencyRecord, Answer] | None = None) -> Payment | None:
     """The first answer for a payment this request opened: one statement writes it, its
     attempts and (with `release`) the idempotency record's answer, instead of a locked read, a
     save and two more commits. Only the holder of the claim writes a processing payment with
-    no attempts yet, so the condition is the lock. None for an unknown outcome (settlement is
-    scheduled by `_apply`) or when the payment moved meanwhile; the caller then uses `_apply`
-    and the claim is released as usual."""
-    new_status, code, message = _outcome_status(result)
-    if new_status == "unknown":
+    no attempts yet, so the condition is the lock. None when the outcome needs follow-up
+    (settlement, the customer's authentication: `_apply` schedules it) or when the payment
+    moved meanwhile; the caller then uses `_apply` and the claim is released as usual."""
+    if outcome.status in (S.UNKNOWN, S.REQUIRES_ACTION):
         return None
     now = timezone.now()
-    fields: dict[str, Any] = {"status": new_status, "failure_code": code[:100], "failure_message": message[:500],
+    fields: dict[str, Any] = {"status": outcome.status, "failure_code": outcome.failure_code[:100],
+                              "failure_message": outcome.failure_message[:500],
                               "attempt_count": len(result.attempts), "updated": now}
-    if result.ok and result.data.get("id"):
-        fields["gateway_id"] = result.data["id"]
-    if new_status in {"succeeded", "failed", "requires_action"}:
+    if outcome.gateway_id:
+        fields["gateway_id"] = outcome.gateway_id
+    if outcome.status in FINAL_STATUSES:
         fields["next_settle_at"] = None
     before = {name: getattr(payment, name) for name in fields}
     for name, value in fields.items():
@@ -294,68 +283,64 @@ def _apply_opened(payment: Payment, result: GatewayResult,
     return payment
 
 
-def _apply(payment_id: str, result: GatewayResult, *, previous: str) -> Payment:
+def _apply(payment_id: str, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str,
+           only_from: Collection[str]) -> Payment:
+    """Writes what the gateway said, under the payment's lock, if the payment is still in one of
+    `only_from` (another path may have settled it meanwhile: then it is left as it is)."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status != "processing":
+        if payment.status not in only_from:
             return payment
-        new_status, code, message = _outcome_status(result)
-        if new_status == "pending" and previous in {"unknown", "processing"}:
-            # An earlier send may have reached the gateway: still unknown, never "not sent".
-            new_status, code, message = "unknown", result.error_code or result.outcome, payment.failure_message
-        fields = ["status", "failure_code", "failure_message", "attempt_count", "updated"]
-        if result.ok and result.data.get("id"):
-            payment.gateway_id = result.data["id"]
-            fields.append("gateway_id")
-        _transition(payment, new_status)
-        payment.failure_code, payment.failure_message = code[:100], message[:500]
-        base = payment.attempt_count
-        PaymentAttempt.objects.bulk_create(
-            PaymentAttempt(payment=payment, number=base + i, operation="create", started_at=a.started_at,
-                           duration_ms=a.duration_ms, outcome=a.outcome, http_status=a.http_status,
-                           gateway_request_id=a.request_id[:255], error=a.error[:255])
-            for i, a in enumerate(result.attempts, start=1)
-        )
-        payment.attempt_count = base + len(result.attempts)
-        if new_status == "unknown":
-            delays = settings.PAYMENT_SETTLE_DELAYS
-            delay = delays[min(payment.settle_count, len(delays) - 1)]
-            payment.next_settle_at = timezone.now() + timedelta(seconds=delay)
-            fields.append("next_settle_at")
-            transaction.on_commit(lambda: _schedule_settle_off_thread(payment.id, delay))
+        return _write_outcome(payment, outcome, attempts=attempts, operation=operation)
+
+
+def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str) -> Payment:
+    """The one writer of a payment's outcome (the create path's first answer aside, which
+    `statements.payment_apply_first` writes in one statement with the same fields). A move
+    the lifecycle does not allow, such as a final state going backwards, is refused and logged."""
+    if outcome.status != payment.status and outcome.status not in PAYMENT_TRANSITIONS[payment.status]:
+        logger.warning("payment outcome refused: %s -> %s", payment.status, outcome.status, extra={
+            "category": "payment_transition_refused", "payment_id": payment.id,
+            "from_status": payment.status, "to_status": outcome.status, "operation": operation})
+        return payment
+    fields = ["status", "failure_code", "failure_message", "next_action", "attempt_count", "updated",
+              "next_settle_at"]
+    if outcome.gateway_id and not payment.gateway_id:
+        payment.gateway_id = outcome.gateway_id
+        fields.append("gateway_id")
+    unsettled = outcome.status == S.UNKNOWN and payment.status != S.UNKNOWN
+    payment.status = outcome.status
+    payment.failure_code, payment.failure_message = outcome.failure_code[:100], outcome.failure_message[:500]
+    payment.next_action = outcome.next_action if outcome.status == S.REQUIRES_ACTION else None
+    base = payment.attempt_count
+    PaymentAttempt.objects.bulk_create(
+        PaymentAttempt(payment=payment, number=base + i, operation=operation, started_at=a.started_at,
+                       duration_ms=a.duration_ms, outcome=a.outcome, http_status=a.http_status,
+                       gateway_request_id=a.request_id[:255], error=a.error[:255])
+        for i, a in enumerate(attempts, start=1)
+    )
+    payment.attempt_count = base + len(attempts)
+    if outcome.status in (S.UNKNOWN, S.REQUIRES_ACTION):
+        # Asked again on the backoff: settlement for an unknown outcome, polling while the
+        # customer authenticates (the gateway's events usually arrive first).
+        delay = settle_delay(settle_count=payment.settle_count)
+        payment.next_settle_at = timezone.now() + timedelta(seconds=delay)
+        transaction.on_commit(lambda: _schedule_settle_off_thread(payment.id, delay))
+        if unsettled:
             logger.warning("payment outcome unknown", extra={
                 "category": "payment_unknown_outcome", "payment_id": payment.id,
-                "idempotency_key": payment.gateway_idempotency_key, "outcome": result.outcome,
+                "idempotency_key": payment.gateway_idempotency_key, "outcome": outcome.failure_code,
                 "retry_in_s": delay})
-        elif new_status in {"succeeded", "failed", "requires_action"}:
-            payment.next_settle_at = None
-            fields.append("next_settle_at")
-        payment.save(update_fields=fields)
+    elif outcome.status in FINAL_STATUSES:
+        payment.next_settle_at = None
+    payment.save(update_fields=fields)
     return payment
 
 
-def _outcome_status(result: GatewayResult) -> tuple[str, str, str]:
-    if result.outcome == "circuit_open":
-        return "pending", "circuit_open", result.error_message
-    if not result.sent:
-        return "pending", "gateway_unavailable", "The payment gateway could not be reached."
-    if result.ok:
-        return _status_from_intent(result.data)
-    if result.outcome == "declined":
-        intent = (result.data.get("error") or {}).get("payment_intent") or {}
-        code = result.error_code or "declined"
-        if intent.get("status") == "requires_action":
-            return "requires_action", "", ""
-        return "failed", code, result.error_message or "The gateway declined the payment."
-    if result.error_code == "settle_manually":
-        return "unknown", result.error_code, result.error_message
-    return "unknown", result.outcome, "No usable answer from the gateway; the outcome is being settled."
-
-
-def _transition(payment: Payment, new_status: str) -> None:
-    if new_status != payment.status and new_status not in PAYMENT_TRANSITIONS[payment.status]:
-        raise InvalidTransition(f"{payment.id}: {payment.status} -> {new_status}")
-    payment.status = new_status
+def settle_delay(*, settle_count: int) -> int:
+    """s until the next settlement of something asked `settle_count` times already."""
+    delays = settings.PAYMENT_SETTLE_DELAYS
+    return delays[min(settle_count, len(delays) - 1)]
 
 
 def _schedule_settle(payment_id: str, delay: int) -> None:
@@ -384,13 +369,68 @@ def _schedule_settle_off_thread(payment_id: str, delay: int) -> None:
     threading.Thread(target=publish, name="settle-queue", daemon=True).start()
 
 
-def payment_settle(*, payment_id: str) -> Payment:
-    """Re-asks the gateway about an unknown or stale payment; backs off if still unknown."""
+def payment_reconcile(*, payment_id: str, gateway_id: str | None = None) -> Payment:
+    """Asks the gateway for the payment's intent and moves the payment to what it says.
+    `gateway_id` serves when the payment has none yet (its answer was lost) and the intent's
+    metadata names this payment. Never moves a final payment backwards; a gateway that cannot
+    be asked now leaves the payment as it is."""
     payment = Payment.objects.get(pk=payment_id)
-    if payment.status not in {"unknown", "processing"} or payment.failure_code == "settle_manually":
+    intent_id = payment.gateway_id or gateway_id
+    if payment.status in FINAL_STATUSES or payment.status == S.PENDING or not intent_id:
+        return payment
+    _release_db_connection()
+    result = get_gateway().retrieve_payment_intent(intent_id)
+    if result.outcome == "not_found" and payment.gateway_id:
+        outcome = Outcome(S.UNKNOWN, "not_found_at_gateway",
+                          "The gateway holds no intent with this payment's gateway id; settle it by hand.")
+    elif not result.ok:
+        return payment
+    elif (result.data.get("metadata") or {}).get("payment_id") not in (None, payment.id):
+        logger.warning("intent belongs to another payment", extra={
+            "category": "gateway_intent_mismatch", "payment_id": payment.id, "gateway_id": intent_id})
+        return payment
+    else:
+        outcome = intent_outcome(result.data)
+    return _apply(payment_id, outcome, attempts=result.attempts, operation="retrieve",
+                  only_from={S.UNKNOWN, S.PROCESSING, S.REQUIRES_ACTION})
+
+
+def payment_cancel_expired(*, payment: Payment) -> Payment:
+    """A payment whose customer never authenticated within PAYMENT_ACTION_EXPIRY: its intent is
+    canceled at the gateway (so it cannot be completed later) and the payment follows it."""
+    if payment.status != S.REQUIRES_ACTION or not payment.gateway_id:
+        return payment
+    if timezone.now() - payment.created < timedelta(seconds=settings.PAYMENT_ACTION_EXPIRY):
+        return payment
+    _release_db_connection()
+    result = get_gateway().cancel_payment_intent(gateway_id=payment.gateway_id,
+                                                 idempotency_key=f"{payment.gateway_idempotency_key}-cancel")
+    if not result.ok:
+        # Most often the customer finished just now and the intent can no longer be canceled:
+        # what the gateway holds decides.
+        return payment_reconcile(payment_id=payment.id)
+    return _apply(payment.id, intent_outcome(result.data), attempts=result.attempts, operation="cancel",
+                  only_from={S.REQUIRES_ACTION})
+
+
+def payment_settle(*, payment_id: str) -> Payment:
+    """Settles a payment whose outcome we do not know, or that waits for its customer: asks
+    the gateway for its intent when it has one, re-sends it with its key when it has none."""
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status not in SETTLED_BY_ASKING or payment.failure_code == "settle_manually":
         return payment
     Payment.objects.filter(pk=payment_id).update(settle_count=F("settle_count") + 1)
-    return payment_submit(payment_id=payment_id)
+    payment.settle_count += 1
+    if not payment.gateway_id:
+        return payment_submit(payment_id=payment_id)
+    settled = payment_reconcile(payment_id=payment_id)
+    if settled.status == S.REQUIRES_ACTION:
+        settled = payment_cancel_expired(payment=settled)
+    if settled.status in (S.UNKNOWN, S.REQUIRES_ACTION) and settled.updated == payment.updated:
+        # Nothing was written (the gateway could not be asked): ask again on the backoff.
+        next_at = timezone.now() + timedelta(seconds=settle_delay(settle_count=payment.settle_count))
+        Payment.objects.filter(pk=payment_id, status=settled.status).update(next_settle_at=next_at)
+    return settled
 
 
 def payment_claim_free_in(*, payment: Payment) -> float:
@@ -399,84 +439,22 @@ def payment_claim_free_in(*, payment: Payment) -> float:
 
 
 def payment_settle_due(*, limit: int = 500) -> dict[str, int]:
-    """The sweep: queue every payment whose settlement is due; fail never-sent stale ones."""
+    """The sweep: queue every payment and refund whose settlement is due; fail never-sent stale ones."""
+    from payments import refunds
+
     now = timezone.now()
     stale = now - timedelta(seconds=settings.PAYMENT_CLAIM_STALE_AFTER)
     due = list(
         Payment.objects.filter(
-            Q(status="unknown", next_settle_at__lte=now) | Q(status="processing", updated__lt=stale)
+            Q(status__in=[S.UNKNOWN, S.REQUIRES_ACTION], next_settle_at__lte=now)
+            | Q(status=S.PROCESSING, updated__lt=stale)
         ).exclude(failure_code="settle_manually").values_list("id", flat=True)[:limit]
     )
     for payment_id in due:
         _schedule_settle(payment_id, 0)
-    for refund_id in Refund.objects.filter(status="unknown").values_list("id", flat=True)[:limit]:
-        refund_submit(refund_id=refund_id)
+    refunds_queued = refunds.refund_settle_due(limit=limit)
     expired = Payment.objects.filter(
-        status="pending", created__lt=now - timedelta(seconds=settings.PAYMENT_PENDING_EXPIRY)
-    ).update(status="failed", failure_code="abandoned",
+        status=S.PENDING, created__lt=now - timedelta(seconds=settings.PAYMENT_PENDING_EXPIRY)
+    ).update(status=S.FAILED, failure_code="abandoned",
              failure_message="Never reached the gateway before the retry window closed.", updated=now)
-    return {"queued": len(due), "expired": expired}
-
-
-# --- Refunds -------------------------------------------------------------------------------
-class RefundRefused(Exception):
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.param = code, message, param
-
-
-def refund_create(*, client: ApiClient, record: IdempotencyRecord, payment_id: str, amount: int | None) -> Refund:
-    """Reserves the amount on the payment (so two refunds can never exceed it) and records it."""
-    if record.resource_id:
-        return Refund.objects.get(pk=record.resource_id)
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id, client=client)
-        if payment.status not in {"succeeded", "partially_refunded"}:
-            raise RefundRefused("payment_not_refundable", f"A {payment.status} payment cannot be refunded.")
-        left = payment.amount - payment.amount_refunded
-        amount = left if amount is None else amount
-        if amount > left:
-            raise RefundRefused("amount_too_large", f"Only {left} is left to refund.", "amount")
-        if amount <= 0:
-            raise RefundRefused("amount_too_small", "Nothing is left to refund.", "amount")
-        refund = Refund.objects.create(payment=payment, client=client, idempotency_key=record.key,
-                                       request_hash=record.request_hash, amount=amount)
-        payment.amount_refunded += amount
-        payment.save(update_fields=["amount_refunded", "updated"])
-        IdempotencyRecord.objects.filter(pk=record.pk).update(resource_id=refund.id)
-    record.resource_id = refund.id
-    return refund
-
-
-def refund_submit(*, refund_id: str) -> Refund:
-    refund = Refund.objects.select_related("payment").get(pk=refund_id)
-    if refund.status not in {"pending", "unknown"}:
-        return refund
-    _release_db_connection()
-    result = get_gateway().create_refund(
-        idempotency_key=refund.gateway_idempotency_key, payment_intent=refund.payment.gateway_id or "",
-        amount=refund.amount, metadata={"refund_id": refund.id, "payment_id": refund.payment_id},
-    )
-    with transaction.atomic():
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
-        payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
-        if refund.status not in {"pending", "unknown"}:
-            return refund
-        if result.ok:
-            refund.status, refund.gateway_id = "succeeded", result.data.get("id")
-            new = "refunded" if payment.amount_refunded >= payment.amount else "partially_refunded"
-            _transition(payment, new)
-            payment.save(update_fields=["status", "updated"])
-        elif not result.sent:
-            return refund  # nothing reached the gateway: stays pending, the client may retry
-        elif result.outcome == "declined":
-            refund.status = "failed"
-            refund.failure_code = (result.error_code or result.outcome)[:100]
-            refund.failure_message = result.error_message[:500]
-            payment.amount_refunded -= refund.amount  # the reservation is given back
-            payment.save(update_fields=["amount_refunded", "updated"])
-        else:
-            refund.status = "unknown"
-            refund.failure_code = result.outcome
-        refund.save()
-    return refund
+    return {"queued": len(due), "refunds_queued": refunds_queued, "expired": expired}

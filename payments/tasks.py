@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from config import ticks
-from payments import services
+from payments import refunds, services
 
 CLAIM_RETRIES = 3
 SWEEP_SCOPE = "payments:sweep"  # its claims: payops:payments:sweep:tick:<epoch s>
@@ -20,6 +20,11 @@ def payment_settle_task(self, payment_id: str) -> None:  # type: ignore[no-untyp
         # Another send holds the claim, or a worker killed mid-call left it (this may be that
         # very message, redelivered): look again once the claim is stale. The sweep covers the rest.
         raise self.retry(countdown=services.payment_claim_free_in(payment=payment) + 1)
+
+
+@shared_task(name="payments.tasks.refund_settle_task", ignore_result=True, acks_late=True)
+def refund_settle_task(refund_id: str) -> None:
+    refunds.refund_settle(refund_id=refund_id)
 
 
 @shared_task(name="payments.tasks.payment_settle_sweep", bind=True, ignore_result=True)

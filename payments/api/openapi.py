@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from payments.api.validation import CURRENCIES, MAX_AMOUNT
-from payments.models import PaymentStatus
+from payments.models import PaymentStatus, RefundStatus
 
 _ERROR = {
     "type": "object",
@@ -27,7 +27,7 @@ _ERROR = {
 _PAYMENT = {
     "type": "object",
     "required": ["id", "status", "amount", "currency", "reference", "gateway_id", "failure_code",
-                 "failure_message", "attempts", "created", "updated"],
+                 "failure_message", "next_action", "attempts", "created", "updated"],
     "properties": {
         "id": {"type": "string"},
         "object": {"type": "string", "enum": ["payment"]},
@@ -40,7 +40,14 @@ _PAYMENT = {
         "gateway_id": {"type": ["string", "null"]},
         "failure_code": {"type": ["string", "null"]},
         "failure_message": {"type": ["string", "null"]},
+        "next_action": {
+            "type": ["object", "null"],
+            "description": "Null unless status is requires_action: what the customer must do at the gateway "
+                           "(the gateway's next_action, with the intent's client_secret for its SDK).",
+            "properties": {"type": {"type": "string"}, "client_secret": {"type": ["string", "null"]}},
+        },
         "attempts": {"type": "integer"},
+        "refunds": {"type": "array", "items": {"$ref": "#/components/schemas/Refund"}},
         "created": {"type": "string", "format": "date-time"},
         "updated": {"type": "string", "format": "date-time"},
     },
@@ -50,7 +57,7 @@ _REFUND = {
     "required": ["id", "payment", "amount", "status"],
     "properties": {
         "id": {"type": "string"}, "object": {"type": "string"}, "payment": {"type": "string"},
-        "amount": {"type": "integer"}, "status": {"type": "string", "enum": ["pending", "succeeded", "failed", "unknown"]},
+        "amount": {"type": "integer"}, "status": {"type": "string", "enum": RefundStatus.values},
         "gateway_id": {"type": ["string", "null"]}, "failure_code": {"type": ["string", "null"]},
         "failure_message": {"type": ["string", "null"]}, "created": {"type": "string"}, "updated": {"type": "string"},
     },
@@ -70,6 +77,11 @@ _IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": True,
 _NO_NUL = "^[^\\x00]*$"  # PostgreSQL text cannot hold NUL; the API refuses it
 _ID_PATTERN = "^pay_[A-Za-z0-9]{24}$"
 _ID = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": _ID_PATTERN}}
+_REFUND_ID = {"name": "refund_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^ref_[A-Za-z0-9]{24}$"}}
+_REFUND_LIST = {"type": "object", "required": ["data", "has_more"],
+                "properties": {"object": {"type": "string"}, "url": {"type": "string"}, "has_more": {"type": "boolean"},
+                               "data": {"type": "array", "items": {"$ref": "#/components/schemas/Refund"}}}}
 
 DOCUMENT = {
     "openapi": "3.1.0",
@@ -138,6 +150,15 @@ DOCUMENT = {
             }
         },
         "/api/v1/payments/{payment_id}/refunds": {
+            "get": {
+                "operationId": "listRefunds",
+                "parameters": [_ID],
+                "responses": {
+                    "200": {"description": "The payment's refunds, newest first",
+                            "content": {"application/json": {"schema": _REFUND_LIST}}},
+                    **_errors(401, 404, 429, 503),
+                },
+            },
             "post": {
                 "operationId": "createRefund",
                 "parameters": [_ID, _IDEMPOTENCY],
@@ -150,6 +171,17 @@ DOCUMENT = {
                     "202": {"description": "Accepted; being settled",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refund"}}}},
                     **_errors(400, 401, 404, 409, 413, 415, 429, 503),
+                },
+            },
+        },
+        "/api/v1/refunds/{refund_id}": {
+            "get": {
+                "operationId": "getRefund",
+                "parameters": [_REFUND_ID],
+                "responses": {
+                    "200": {"description": "The refund",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refund"}}}},
+                    **_errors(401, 404, 429, 503),
                 },
             }
         },

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from payments.models import Payment, Refund
 
 
-def payment_to_dict(payment: Payment) -> dict[str, Any]:
+def payment_to_dict(payment: Payment, *, refunds: Iterable[Refund] | None = None) -> dict[str, Any]:
+    """`refunds` when the caller knows them (a payment just created has none); otherwise they
+    are read, from a prefetch when the caller made one."""
     return {
         "id": payment.id,
         "object": "payment",
@@ -20,7 +22,9 @@ def payment_to_dict(payment: Payment) -> dict[str, Any]:
         "gateway_id": payment.gateway_id,
         "failure_code": payment.failure_code or None,
         "failure_message": payment.failure_message or None,
+        "next_action": payment.next_action if payment.status == "requires_action" else None,
         "attempts": payment.attempt_count,
+        "refunds": [refund_to_dict(r) for r in (payment.refunds.all() if refunds is None else refunds)],
         "created": payment.created.isoformat(),
         "updated": payment.updated.isoformat(),
     }

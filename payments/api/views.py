@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from config.errors import error_response
 from health.dbpool import classify_db_error
-from payments import selectors, services
+from payments import refunds, selectors, services
 from payments.api import keycache
 from payments.api.ratelimit import rate_limit_check
 from payments.api.serializers import payment_to_dict, refund_to_dict
@@ -28,7 +28,7 @@ from payments.api.validation import (
     parse_refund,
     request_hash,
 )
-from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentStatus
+from payments.models import UNSETTLED_STATUSES, ApiClient, IdempotencyRecord, Payment, PaymentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +141,21 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
         fresh = opened[-1] if opened and opened[-1].id == record.resource_id else None
         payment = fresh or services.payment_create(client=client, record=record, **payment_request.__dict__)
         payment = services.payment_submit(payment_id=payment.id, opened=fresh,
-                                          release=(record, _payment_answer) if fresh else None)
+                                          release=(record, _fresh_payment_answer) if fresh else None)
         if record.locked_until is None and record.response_status is not None:
             return record.response_status, record.response_body, True  # kept with the payment's write
-        return _payment_answer(payment)
+        return _fresh_payment_answer(payment) if fresh else _payment_answer(payment)
 
     return _idempotent(request, client, "payments.create", data, run, open_first=open_first)
 
 
-def _payment_answer(payment) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
-    body = payment_to_dict(payment)
+def _fresh_payment_answer(payment: Payment) -> tuple[int, dict[str, Any], bool]:
+    # A payment this request opened has no refunds: no query for them on the create path.
+    return _payment_answer(payment, refunds=())
+
+
+def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> tuple[int, dict[str, Any], bool]:
+    body = payment_to_dict(payment, refunds=refunds)
     if payment.status == "pending":
         # Nothing reached the gateway: the client retries with the same key and we send it then.
         code = payment.failure_code or "gateway_unavailable"
@@ -158,8 +163,10 @@ def _payment_answer(payment) -> tuple[int, dict[str, Any], bool]:  # type: ignor
                                "message": "The payment gateway is unavailable; nothing was charged. "
                                           "Retry with the same Idempotency-Key."},
                      "_retry_after": _gateway_retry_after()}, False
-    if payment.status in {"unknown", "processing"}:
+    if payment.status in UNSETTLED_STATUSES:
         return 202, body, False
+    # requires_action too: the customer's next step is in next_action; the payment is followed
+    # to its end through the gateway's events and by asking.
     return 201, body, True
 
 
@@ -205,20 +212,24 @@ def payment_detail(request: HttpRequest, client: ApiClient, payment_id: str) -> 
     return JsonResponse(payment_to_dict(payment))
 
 
-@api_view({"POST"})
+@api_view({"GET", "POST"})
 def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) -> JsonResponse:
+    payment = selectors.payment_get(client=client, payment_id=payment_id) if is_resource_id(payment_id) else None
+    if payment is None:
+        raise ApiError(404, "resource_missing", f"No such payment: {payment_id}", "id")
+    if request.method == "GET":
+        return JsonResponse({"object": "list", "data": [refund_to_dict(r) for r in payment.refunds.all()],
+                             "has_more": False, "url": f"/api/v1/payments/{payment.id}/refunds"})
     data = parse_json_body(content_type=request.content_type or "", body=request.body)
     amount = parse_refund(data)
-    if not is_resource_id(payment_id) or selectors.payment_get(client=client, payment_id=payment_id) is None:
-        raise ApiError(404, "resource_missing", f"No such payment: {payment_id}", "id")
 
     def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
         try:
-            refund = services.refund_create(client=client, record=record, payment_id=payment_id, amount=amount)
-        except services.RefundRefused as exc:
+            refund = refunds.refund_create(client=client, record=record, payment_id=payment_id, amount=amount)
+        except refunds.RefundRefused as exc:
             return 400, {"error": {"type": "invalid_request_error", "code": exc.code, "message": exc.message,
                                    "param": exc.param}}, True
-        refund = services.refund_submit(refund_id=refund.id)
+        refund = refunds.refund_submit(refund_id=refund.id)
         body = refund_to_dict(refund)
         if refund.status == "pending":
             return 503, {"error": {"type": "api_error", "code": "gateway_unavailable", "param": None,
@@ -229,3 +240,11 @@ def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) ->
         return 201, body, True
 
     return _idempotent(request, client, f"refunds.create:{payment_id}", data, run)
+
+
+@api_view({"GET"})
+def refund_detail(request: HttpRequest, client: ApiClient, refund_id: str) -> JsonResponse:
+    refund = selectors.refund_get(client=client, refund_id=refund_id) if is_resource_id(refund_id) else None
+    if refund is None:
+        raise ApiError(404, "resource_missing", f"No such refund: {refund_id}", "id")
+    return JsonResponse(refund_to_dict(refund))

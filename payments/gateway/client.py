@@ -14,15 +14,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Timeout
 
+from payments.gateway import answers
 from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
-from payments.gateway.errors import GatewayError, GatewayTimeout, GatewayUnavailable
+from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
 from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
 
@@ -57,7 +58,7 @@ class Attempt:
 class GatewayResult:
     """What one logical call (with its retries) came to."""
 
-    outcome: str  # ok, declined, timeout, connect_error, http_5xx, rate_limited, bad_response, circuit_open
+    outcome: str  # a row of payments.gateway.answers.ANSWERS
     http_status: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
@@ -71,34 +72,31 @@ class GatewayResult:
         return self.outcome == "ok"
 
     @property
+    def meaning(self) -> answers.Meaning:
+        return answers.meaning(self.outcome)
+
+    @property
     def uncertain(self) -> bool:
         """No usable answer to a request that may have arrived: ask again, never assume."""
-        return self.sent and self.outcome in {"timeout", "bad_response", "http_5xx", "rate_limited", "connect_error"}
+        return self.sent and self.meaning.becomes is answers.Becomes.UNSETTLED
 
 
-def _attempt_outcome(record: AttemptRecord) -> str:
+def _attempt_outcome(record: AttemptRecord, method: str) -> str:
     if record.error is not None:
         if isinstance(record.error, ReadTimeoutError):
             return "timeout"
         if isinstance(record.error, (NewConnectionError, ConnectTimeoutError)):
             return "connect_error"
         return "bad_response"
-    status = record.status or 0
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "http_5xx"
-    if status >= 400:
-        return "declined"
-    return "ok"
+    return answers.classify(record.status, method=method)
 
 
-def _attempt(record: AttemptRecord, outcome: str | None = None) -> Attempt:
+def _attempt(record: AttemptRecord, method: str, outcome: str | None = None) -> Attempt:
     started = datetime.now(timezone.utc).timestamp() - (time.perf_counter() - record.started)
     return Attempt(
         started_at=datetime.fromtimestamp(started, tz=timezone.utc),
         duration_ms=round(record.duration * 1000, 3),
-        outcome=outcome or _attempt_outcome(record),
+        outcome=outcome or _attempt_outcome(record, method),
         http_status=record.status,
         request_id=record.request_id or "",
         error=record.error.__class__.__name__ if record.error is not None else "",
@@ -154,21 +152,26 @@ class GatewayClient:
             # One step, no redirects: anything needing the customer answers requires_action.
             "payment_method_types[]": "card",
         }
-        for key, value in metadata.items():
-            form[f"metadata[{key}]"] = value
+        form.update(_canonical_metadata(metadata))
         if description:
             form["description"] = description
         return self._call("POST", "/v1/payment_intents", data=form, idempotency_key=idempotency_key)
 
     def retrieve_payment_intent(self, gateway_id: str) -> GatewayResult:
-        return self._call("GET", f"/v1/payment_intents/{gateway_id}")
+        return self._call("GET", f"/v1/payment_intents/{_path_id(gateway_id)}")
+
+    def cancel_payment_intent(self, *, gateway_id: str, idempotency_key: str) -> GatewayResult:
+        return self._call("POST", f"/v1/payment_intents/{_path_id(gateway_id)}/cancel", data={},
+                          idempotency_key=idempotency_key)
 
     def create_refund(self, *, idempotency_key: str, payment_intent: str, amount: int,
                       metadata: dict[str, str]) -> GatewayResult:
         form: dict[str, Any] = {"payment_intent": payment_intent, "amount": amount}
-        for key, value in metadata.items():
-            form[f"metadata[{key}]"] = value
+        form.update(_canonical_metadata(metadata))
         return self._call("POST", "/v1/refunds", data=form, idempotency_key=idempotency_key)
+
+    def retrieve_refund(self, gateway_id: str) -> GatewayResult:
+        return self._call("GET", f"/v1/refunds/{_path_id(gateway_id)}")
 
     def probe(self, *, timeout: float = 3.0) -> float:
         """A call with no financial side effect; returns its latency in seconds.
@@ -178,6 +181,8 @@ class GatewayClient:
         result = self._call("GET", "/v1/balance", use_breaker=False, single_try_timeout=timeout)
         if result.ok:
             return time.perf_counter() - started
+        if result.outcome == "auth_refused":
+            raise GatewayCredentialsRefused(f"gateway refuses our API key ({result.http_status})")
         if result.outcome == "timeout":
             raise GatewayTimeout("gateway probe timed out")
         if result.outcome == "connect_error":
@@ -217,13 +222,20 @@ class GatewayClient:
             error = exc
             body = b""
             body_error = response is not None or _is_body_error(exc)
+        except EmptyPoolError as exc:
+            # requests lets urllib3's "no pooled connection came free" through as it is: not
+            # sent (unless an earlier try of this call was), answered 503 by the API.
+            error = exc
+            body = b""
+            waited = time.monotonic() - started
+            log.append(AttemptRecord(time.perf_counter() - waited, waited, None, exc, None, False))
         finally:
             stop_attempt_log()
             clear_deadline()
         elapsed = time.monotonic() - started
-        result = self._result(method, path, log, response, body, error, body_error)
+        result = self._result(method, log, response, body, error, body_error)
         if permit is not None and self.breaker is not None:
-            self.breaker.record(permit, outcome=_breaker_outcome(result), duration=elapsed)
+            self.breaker.record(permit, outcome=result.meaning.breaker.value, duration=elapsed)
         self._log(method, path, result, elapsed, idempotency_key)
         return result
 
@@ -245,9 +257,10 @@ class GatewayClient:
             prepared.headers["Content-Length"] = "0"
         return prepared
 
-    def _result(self, method: str, path: str, log: list[AttemptRecord], response: requests.Response | None,
+    def _result(self, method: str, log: list[AttemptRecord], response: requests.Response | None,
                 body: bytes, error: BaseException | None, body_error: bool) -> GatewayResult:
-        attempts = [_attempt(record) for record in log]
+        attempts = [_attempt(record, method, "pool_timeout" if isinstance(record.error, EmptyPoolError) else None)
+                    for record in log]
         sent = any(record.sent for record in log)
         if error is not None or response is None:
             if body_error and attempts:
@@ -266,11 +279,15 @@ class GatewayClient:
                 attempts[-1].outcome = "bad_response"
             return GatewayResult(outcome="bad_response", http_status=response.status_code, attempts=attempts,
                                  sent=True, error_code="bad_response", error_message="unparseable gateway answer")
-        outcome = attempts[-1].outcome if attempts else "ok"
+        err = data.get("error") if response.status_code >= 400 else None
+        err = err if isinstance(err, dict) else {}
+        # The body tells a card error or an idempotency error from other 4xx of the same status.
+        outcome = answers.classify(response.status_code, err, method=method)
+        if attempts:
+            attempts[-1].outcome = outcome
         result = GatewayResult(outcome=outcome, http_status=response.status_code, data=data, attempts=attempts,
                                sent=sent)
         if response.status_code >= 400:
-            err = data.get("error") or {}
             result.error_code = str(err.get("decline_code") or err.get("code") or err.get("type") or "")
             result.error_message = str(err.get("message") or "")[:500]
             retry_after = response.headers.get("Retry-After")
@@ -286,6 +303,11 @@ class GatewayClient:
             "rate_limited": "gateway_rate_limited",
             "bad_response": "gateway_bad_response",
             "circuit_open": "circuit_open",
+            "conflict": "gateway_conflict",
+            "auth_refused": "gateway_auth_refused",
+            "idempotency_mismatch": "gateway_idempotency_mismatch",
+            "invalid_request": "gateway_rejected_request",
+            "pool_timeout": "http_pool_full",
         }.get(result.outcome)
         extra = {
             "category": category or "gateway_call",
@@ -298,8 +320,9 @@ class GatewayClient:
             "idempotency_key": key,
             "gateway_request_id": result.attempts[-1].request_id if result.attempts else None,
         }
-        # Successes at DEBUG: one formatted line per payment is measurable at high rates.
-        level = logging.WARNING if category else logging.DEBUG
+        # Successes at DEBUG: one formatted line per payment is measurable at high rates. A
+        # request the gateway calls wrong is our defect: an error, whoever sent the payment.
+        level = logging.ERROR if result.meaning.defect else logging.WARNING if category else logging.DEBUG
         logger.log(level, "gateway %s %s -> %s", method, extra["path"], result.outcome, extra=extra)
 
 
@@ -320,10 +343,13 @@ def _error_outcome(error: BaseException | None) -> str:
     return "connect_error"
 
 
-def _breaker_outcome(result: GatewayResult) -> str:
-    # A decline or any other 4xx is the gateway working as it should.
-    if result.outcome in {"ok", "declined"}:
-        return "success"
-    if result.outcome == "circuit_open":
-        return "ignored"
-    return "failure"
+def _canonical_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """Metadata in one order, whatever order it came in: a re-send (settlement, a repeat after a
+    crash, rebuilt from jsonb, which sorts keys) is then byte-identical to the first send, as a
+    gateway that fingerprints an idempotent request's body requires."""
+    return {f"metadata[{key}]": str(metadata[key]) for key in sorted(metadata)}
+
+
+def _path_id(gateway_id: str) -> str:
+    # Ids come from the gateway or from an operator: never let one reach another path.
+    return quote(gateway_id, safe="")

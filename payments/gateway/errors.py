@@ -21,3 +21,9 @@ class GatewayUnavailable(GatewayError):
 
 class GatewayTimeout(GatewayError):
     outcome = "timeout"
+
+
+class GatewayCredentialsRefused(GatewayError):
+    """The gateway refuses our API key (401/403): nothing is charged until someone fixes it."""
+
+    outcome = "auth_refused"

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import EmptyPoolError, ReadTimeoutError
 from urllib3.util import Retry
 
 from payments.gateway.pools import InstrumentedAdapter
@@ -61,6 +61,10 @@ class OutboundClient:
             if isinstance(reason, ReadTimeoutError):
                 raise requests.exceptions.ReadTimeout(str(reason), request=exc.request) from exc
             raise
+        except EmptyPoolError as exc:
+            # requests lets urllib3's "no pooled connection for this host came free" through as
+            # it is; callers handle one kind of "pool full".
+            raise OutboundPoolFull(f"no pooled connection to the host free within {timeout:.1f}s") from exc
         finally:
             self._slots.release()
 

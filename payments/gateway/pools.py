@@ -40,6 +40,9 @@ class AttemptRecord:
     error: BaseException | None
     request_id: str | None
     sent: bool  # the request bytes left this process: the gateway may have acted on it
+    should_retry: str | None = None  # the gateway's Stripe-Should-Retry hint, as sent
+
+
 
 
 _attempts = threading.local()
@@ -53,6 +56,12 @@ def start_attempt_log() -> list[AttemptRecord]:
 
 def stop_attempt_log() -> None:
     _attempts.log = None
+
+
+def last_attempt() -> AttemptRecord | None:
+    """This thread's latest try of the call in progress (the retry policy reads its hint)."""
+    log: list[AttemptRecord] | None = getattr(_attempts, "log", None)
+    return log[-1] if log else None
 
 
 class _InstrumentedMixin:
@@ -104,7 +113,7 @@ class _InstrumentedMixin:
             log.append(
                 AttemptRecord(
                     started, time.perf_counter() - started, response.status, None,
-                    response.headers.get("Request-Id"), True,
+                    response.headers.get("Request-Id"), True, response.headers.get("Stripe-Should-Retry"),
                 )
             )
         return response

@@ -13,6 +13,11 @@ from typing import Any
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
+from payments.gateway import answers
+from payments.gateway.pools import last_attempt
+
+# What urllib3 is told to consider at all; `GatewayRetry.is_retry` decides through the answer
+# table, where the gateway's own Stripe-Should-Retry hint wins.
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 
 _deadline = threading.local()
@@ -53,6 +58,13 @@ class GatewayRetry(Retry):
 
             value += random.random() * self.backoff_jitter
         return float(max(0.0, min(self.backoff_max, value)))
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if not self._is_method_retryable(method):
+            return False
+        attempt = last_attempt()
+        hint = attempt.should_retry if attempt is not None and attempt.status == status_code else None
+        return answers.should_retry(status_code, {"Stripe-Should-Retry": hint or ""}, method=method)
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # type: ignore[no-untyped-def]
         new = super().increment(method, url, response, error, _pool, _stacktrace)

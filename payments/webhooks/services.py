@@ -16,6 +16,7 @@ from django.db import DataError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from payments import refunds as refund_services
 from payments import services as payment_services
 from payments.models import GatewayEvent, GatewayEventStatus
 from payments.webhooks import selectors
@@ -242,5 +243,5 @@ def _refunds_event(gateway_refunds: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def _refund_reconciled(refund_id: str, before: str) -> str:
-    after = payment_services.refund_reconcile(refund_id=refund_id)
+    after = refund_services.refund_reconcile(refund_id=refund_id)
     return f"refund {refund_id}: {before} -> {after.status}"

@@ -186,7 +186,8 @@ def test_openapi_document_describes_the_contract(client) -> None:
     assert doc["openapi"].startswith("3.")
     assert {"/api/v1/payments", "/api/v1/payments/{payment_id}", "/api/v1/payments/{payment_id}/refunds"} <= set(doc["paths"])
     assert set(doc["components"]["schemas"]["Payment"]["properties"]["status"]["enum"]) == {
-        "pending", "processing", "requires_action", "succeeded", "failed", "unknown", "refunded", "partially_refunded"}
+        "pending", "processing", "requires_action", "succeeded", "failed", "canceled", "unknown", "refunded",
+        "partially_refunded"}
 
 
 def test_rate_limit_per_key_answers_429_with_retry_after(gateway, settings) -> None:

@@ -58,7 +58,7 @@ def test_sweep_settles_stale_processing_and_expires_never_sent(gateway, settings
                                    payment_method="pm_card_visa", status="pending")
     Payment.objects.filter(pk=never.pk).update(created=timezone.now() - timedelta(hours=1))
     result = services.payment_settle_due()
-    assert result == {"queued": 1, "expired": 1}
+    assert result == {"queued": 1, "refunds_queued": 0, "expired": 1}
     never.refresh_from_db()
     assert never.status == "failed" and never.failure_code == "abandoned"
     # The queued settlement is what a worker runs; a worker of the session may already be on
