@@ -25,7 +25,8 @@ from payments import services as payment_services
 from payments.models import GatewayEvent, Payment, Refund
 from payments.webhooks import services
 from payments.webhooks.refusals import REDIS_KEY
-from payments.webhooks.tasks import gateway_event_process_task
+from config import ticks
+from payments.webhooks.tasks import SWEEP_SCOPE, gateway_event_process_task, gateway_event_sweep
 from tests.payments.events import SECRET, URL, deliver, make_event, signature_for
 from tests.payments.factories import make_client
 
@@ -339,3 +340,22 @@ def test_concurrent_workers_apply_an_event_once(monkeypatch) -> None:  # type: i
     assert calls == [payment.id]
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("processed", 1)
+
+
+def test_beats_sweep_queues_events_left_unqueued_once_per_tick(settings, queued) -> None:  # type: ignore[no-untyped-def]
+    entry = settings.CELERY_BEAT_SCHEDULE["gateway-event-sweep"]
+    assert entry["task"] == gateway_event_sweep.name
+    left = _stored(make_event())
+    fresh = _stored(make_event())  # its own task is probably still in the queue: not yet
+    done = _stored(make_event())
+    GatewayEvent.objects.filter(pk__in=[left.pk, done.pk]).update(received_at=timezone.now() - timedelta(minutes=5))
+    GatewayEvent.objects.filter(pk=done.pk).update(status="processed")
+    queued.clear()
+    headers = ticks.beat_headers("gateway-event-sweep", entry["schedule"])
+    try:
+        first = gateway_event_sweep.apply(headers=headers, task_id="beat-1").get()
+        copy = gateway_event_sweep.apply(headers=headers, task_id="beat-2").get()  # a second beat's copy
+    finally:
+        for key in get_redis().scan_iter(f"payops:{SWEEP_SCOPE}:tick:*"):
+            get_redis().delete(key)
+    assert (first, copy) == (1, 0) and queued == [left.pk] and fresh.pk not in queued
