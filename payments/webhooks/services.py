@@ -46,7 +46,8 @@ class Receipt:
     duplicate: bool
 
 
-def _refuse(code: str, message: str) -> DeliveryRefused:
+def delivery_refused(*, code: str, message: str) -> DeliveryRefused:
+    """Counts and logs a refused delivery; returns the exception that answers it with a 400."""
     refusal_count(code=code)
     # The reason only: never the body, the header or the secret.
     logger.warning("gateway event refused: %s", code, extra={"category": "gateway_event_refused", "reason": code})
@@ -57,12 +58,12 @@ def _parse_event(payload: bytes) -> dict[str, Any]:
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
-        raise _refuse("payload_invalid", "The body is not JSON.") from None
+        raise delivery_refused(code="payload_invalid", message="The body is not JSON.") from None
     ok = (isinstance(event, dict) and isinstance(event.get("id"), str) and 0 < len(event["id"]) <= 255
           and isinstance(event.get("type"), str) and 0 < len(event["type"]) <= 100
           and isinstance(event.get("data"), dict) and isinstance(event["data"].get("object"), dict))
     if not ok:
-        raise _refuse("payload_invalid", "The body is not an event (id, type, data.object).")
+        raise delivery_refused(code="payload_invalid", message="The body is not an event (id, type, data.object).")
     return event
 
 
@@ -92,7 +93,7 @@ def gateway_event_receive(*, payload: bytes, signature: str | None) -> Receipt:
     try:
         signature_verify(header=signature, payload=payload, secret=secret, now=time.time())
     except SignatureRefused as refused:
-        raise _refuse(refused.code, refused.message) from None
+        raise delivery_refused(code=refused.code, message=refused.message) from None
     event = _parse_event(payload)
     event_id, event_type = event["id"], event["type"]
     object_id = str(event["data"]["object"].get("id") or "")[:255]
@@ -108,7 +109,7 @@ def gateway_event_receive(*, payload: bytes, signature: str | None) -> Receipt:
                 transaction.on_commit(partial(_queue, row[0]))
     except DataError:
         # What JSON allows and PostgreSQL's jsonb does not (a \u0000 in a string).
-        raise _refuse("payload_invalid", "The event cannot be stored.") from None
+        raise delivery_refused(code="payload_invalid", message="The event cannot be stored.") from None
     if row is not None:
         logger.info("gateway event received", extra={"category": "gateway_event_received", "event_id": event_id,
                                                       "event_type": event_type, "object_id": object_id})

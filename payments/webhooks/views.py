@@ -16,6 +16,11 @@ SIGNATURE_CODES = frozenset({"signature_missing", "signature_malformed", "signat
                              "timestamp_outside_tolerance"})
 
 
+def _refused(refused: services.DeliveryRefused) -> HttpResponse:
+    return error_response(400, type="invalid_request_error", code=refused.code, message=refused.message,
+                          param="Stripe-Signature" if refused.code in SIGNATURE_CODES else None)
+
+
 @csrf_exempt
 def gateway_webhook(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
@@ -24,15 +29,14 @@ def gateway_webhook(request: HttpRequest) -> HttpResponse:
     try:
         body = request.body
     except RequestDataTooBig:
-        return error_response(400, type="invalid_request_error", code="payload_too_large",
-                              message="The body is larger than any gateway event.")
+        return _refused(services.delivery_refused(code="payload_too_large",
+                                                  message="The body is larger than any gateway event."))
     try:
         services.gateway_event_receive(payload=body, signature=request.headers.get("Stripe-Signature"))
     except services.WebhooksDisabled:
         return service_unavailable(code="webhooks_not_configured", retry_after=DISABLED_RETRY_AFTER,
                                    message="Gateway events are not accepted: no signing secret is configured.")
     except services.DeliveryRefused as refused:
-        return error_response(400, type="invalid_request_error", code=refused.code, message=refused.message,
-                              param="Stripe-Signature" if refused.code in SIGNATURE_CODES else None)
+        return _refused(refused)
     # A repeat delivery is answered the same way: anything but 2xx makes the gateway send it again.
     return JsonResponse({"received": True})

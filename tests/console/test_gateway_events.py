@@ -4,6 +4,7 @@ searched by event or intent id, and "process again" for operators only, audited.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone as dt_timezone
 import uuid
 from typing import Any
 
@@ -14,9 +15,13 @@ from django.utils import timezone
 from config.redis import get_redis
 from payments.models import GatewayEvent
 from payments.webhooks import services
-from payments.webhooks.refusals import REDIS_KEY
+from payments.webhooks.refusals import refusals_key
 
 pytestmark = pytest.mark.django_db
+
+
+def today() -> str:
+    return refusals_key(datetime.now(dt_timezone.utc).date())
 
 EVENTS = "/admin/payments/gatewayevent/"
 
@@ -46,8 +51,8 @@ def events() -> dict[str, GatewayEvent]:
 
 def test_failed_events_are_counted_and_one_click_away_and_search_finds_by_event_or_intent(
         client, make_user, events) -> None:  # type: ignore[no-untyped-def]
-    get_redis().delete(REDIS_KEY)
-    get_redis().hincrby(REDIS_KEY, "signature_invalid", 3)
+    get_redis().delete(today())
+    get_redis().hincrby(today(), "signature_invalid", 3)
     client.force_login(make_user("ops_viewer"))
     page = client.get(EVENTS).content.decode()
     assert listed(page) == {e.event_id for e in events.values()}

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from payments import refunds as refund_services
 from payments import services as payment_services
 from payments.models import GatewayEvent, Payment, Refund
 from payments.webhooks import services
-from payments.webhooks.refusals import REDIS_KEY
+from payments.webhooks.refusals import refusals_key
 from config import ticks
 from payments.webhooks.tasks import SWEEP_SCOPE, gateway_event_process_task, gateway_event_sweep
 from tests.payments.events import SECRET, URL, deliver, make_event, signature_for
@@ -33,10 +33,14 @@ from tests.payments.factories import make_client
 pytestmark = pytest.mark.django_db
 
 
+def today() -> str:
+    return refusals_key(datetime.now(dt_timezone.utc).date())
+
+
 @pytest.fixture(autouse=True)
 def _secret(settings) -> None:  # type: ignore[no-untyped-def]
     settings.PAYMENT_GATEWAY_WEBHOOK_SECRET = SECRET
-    get_redis().delete(REDIS_KEY)
+    get_redis().delete(today())
 
 
 @pytest.fixture
@@ -122,7 +126,7 @@ def test_several_v1_signatures_one_of_them_ours_are_accepted(client, queued) -> 
 
 
 def _refusals() -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in get_redis().hgetall(REDIS_KEY).items()}
+    return {k.decode(): int(v) for k, v in get_redis().hgetall(today()).items()}
 
 
 REFUSALS: dict[str, tuple[Callable[[bytes], dict[str, Any]], str, str | None]] = {
@@ -164,6 +168,27 @@ def test_every_refusal_is_a_400_with_its_reason_nothing_stored_and_counted(
     # Neither the body nor the secret nor the signature reaches the logs.
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert SECRET not in text and "evt_" not in text and "v1=" not in text
+
+
+def test_a_body_larger_than_any_event_is_refused_unread(client, settings, queued) -> None:  # type: ignore[no-untyped-def]
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    event = make_event(obj={**_intent("pi_huge"), "description": "x" * 70_000})
+    response = deliver(client, event)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "payload_too_large"
+    assert GatewayEvent.objects.count() == 0 and queued == [] and _refusals() == {"payload_too_large": 1}
+
+
+def test_a_refusal_while_redis_is_away_is_still_a_400_and_counted_by_the_process(client, monkeypatch, queued) -> None:  # type: ignore[no-untyped-def]
+    from payments.webhooks import refusals
+
+    def away() -> Any:
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(refusals, "get_redis", away)
+    before = refusals.refusals_read()[0].get("signature_missing", 0)
+    assert deliver(client, make_event(), signature=None).status_code == 400
+    counts, fleet = refusals.refusals_read()
+    assert fleet is False and counts["signature_missing"] == before + 1
 
 
 def test_without_a_signing_secret_every_event_is_refused_with_503(client, settings, queued) -> None:  # type: ignore[no-untyped-def]
