@@ -18,7 +18,8 @@ from sandbox.http11 import Response
 # Forwarded to the gateway (the charge happens), then the answer is broken.
 FORWARDING_KINDS = frozenset({"latency", "reset_after", "lose_answer", "truncate", "malformed"})
 # Answered (or dropped) by the proxy; the gateway never sees the request.
-LOCAL_KINDS = frozenset({"reset_before", "http_500", "http_502", "http_503", "rate_limit"})
+LOCAL_KINDS = frozenset({"reset_before", "http_500", "http_502", "http_503", "rate_limit", "unauthorized",
+                         "forbidden", "http_400"})
 # Three delays, told apart by where the time is lost, which decides what a retry sees:
 #   latency_before  slow on the way in: the gateway has not seen it yet (key not claimed)
 #   slow            the gateway is slow: key claimed, a concurrent retry gets 409
@@ -183,6 +184,17 @@ def canned_answer(rule: FaultRule) -> Response:
             code="rate_limit",
             headers=retry + backoff,
         )
+    if rule.kind == "unauthorized":
+        # A wrong or rotated secret key: Stripe authenticates before doing anything.
+        return stripe_error(401, "invalid_request_error",
+                            "Invalid API Key provided: sk_test_****. (sandbox fault: unauthorized)")
+    if rule.kind == "forbidden":
+        # A restricted key without the permission this call needs.
+        return stripe_error(403, "invalid_request_error",
+                            "The provided key does not have the required permissions. (sandbox fault: forbidden)")
+    if rule.kind == "http_400":
+        return stripe_error(400, "invalid_request_error",
+                            "Invalid request. (sandbox fault: http_400)", code="parameter_invalid_empty")
     if rule.kind == "http_503":
         return stripe_error(
             503, "api_error", "The service is temporarily unavailable. (sandbox fault: http_503)", headers=retry + backoff

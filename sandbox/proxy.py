@@ -357,7 +357,30 @@ class ProxyServer:
                 self.stats.upstream_errors += 1
                 return stripe_error(502, "api_error", f"sandbox proxy: the gateway did not answer ({exc})")
             self.stats.forwarded += 1
+        if resp.status == 402:
+            resp = await self._card_error(resp)
         return resp.with_headers(("Request-Id", _request_id()))
+
+    async def _card_error(self, resp: Response) -> Response:
+        """localstripe's decline (402, `invalid_request_error`) in Stripe's shape: a `card_error`
+        with a `decline_code`, the PaymentIntent it left behind, and `Stripe-Should-Retry: false`."""
+        try:
+            error = json.loads(resp.body)["error"]
+        except (ValueError, KeyError, TypeError):
+            return resp
+        error["type"] = "card_error"
+        error.setdefault("code", "card_declined")
+        error.setdefault("decline_code", "generic_decline")
+        charge = error.get("charge")
+        if isinstance(charge, str) and not self.fast_mode:
+            try:
+                intent_id = (await self.upstream.get_json(f"/v1/charges/{charge}")).get("payment_intent")
+                if isinstance(intent_id, str):
+                    error["payment_intent"] = await self.upstream.get_json(f"/v1/payment_intents/{intent_id}")
+            except (UpstreamUnavailable, ValueError):
+                pass  # the decline stands without its intent, as it did before
+        body = json.dumps({"error": error}).encode()
+        return Response(402, body, [*resp.headers, ("Stripe-Should-Retry", "false")], resp.content_type)
 
     # ---- used by the control API ----------------------------------------------------
 

@@ -12,7 +12,7 @@ class GatewayCheck(Check):
 
     def measure(self) -> Reading:
         from payments.gateway import get_gateway
-        from payments.gateway.errors import GatewayError
+        from payments.gateway.errors import GatewayCredentialsRefused, GatewayError
 
         from health.services import breaker_open_finding
 
@@ -28,6 +28,13 @@ class GatewayCheck(Check):
                 reading.status = "degraded"
         try:
             latency = gateway.probe()
+        except GatewayCredentialsRefused as exc:
+            # Every payment is refused until someone fixes the key: nothing is charged meanwhile.
+            reading.status = "down"
+            reading.message = f"probe refused: {exc}"
+            reading.problems.append(Problem("credentials_refused", "critical",
+                                            f"the gateway refuses our credentials: {exc}"))
+            return reading
         except GatewayError as exc:
             reading.status = "down"
             reading.message = f"probe failed: {exc}"
