@@ -100,7 +100,8 @@ def gateway_event_receive(*, payload: bytes, signature: str | None) -> Receipt:
     try:
         with transaction.atomic():
             # One statement decides: a concurrent second delivery waits on the unique index and
-            # then inserts nothing, where reading first would let both insert or both skip.
+            # then inserts nothing. Reading first would let both see no row, and the second
+            # delivery would end in an error the gateway retries.
             with connection.cursor() as cursor:
                 cursor.execute(_INSERT, [event_id, event_type, object_id, json.dumps(event), _gateway_created(event),
                                          timezone.now()])
@@ -184,8 +185,9 @@ def gateway_event_process(*, pk: int) -> GatewayEvent | None:
     done = GatewayEvent.objects.filter(pk=pk, status=E.PROCESSING, claimed_at=claimed_at).update(
         status=status, action=action[:500], error=error, processed_at=timezone.now())
     if done and status != E.FAILED:
-        logger.info("gateway event %s", status, extra={"category": "gateway_event_processed", "event_id": event.event_id,
-                                                       "event_type": event.type, "status": status, "action": action})
+        logger.info("gateway event %s", status, extra={
+            "category": "gateway_event_processed", "event_id": event.event_id, "event_type": event.type,
+            "status": status, "action": action})
     event.refresh_from_db()
     return event
 

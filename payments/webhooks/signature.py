@@ -38,7 +38,8 @@ def _parse(header: str) -> tuple[int, list[str]]:
         elif key == SCHEME:
             signatures.append(value)
     if timestamp is None or not signatures:
-        raise SignatureRefused("signature_malformed", "The Stripe-Signature header has no timestamp or no v1 signature.")
+        raise SignatureRefused("signature_malformed",
+                               "The Stripe-Signature header has no timestamp or no v1 signature.")
     return timestamp, signatures
 
 

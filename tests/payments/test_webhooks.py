@@ -117,6 +117,33 @@ def test_a_repeated_delivery_stores_nothing_more_and_is_answered_200(
     assert stored.status == "ignored" and stored.attempts == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deliveries_of_one_event_store_it_once_and_all_get_200(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from django.test import Client
+
+    sent: list[int] = []
+    monkeypatch.setattr(services, "_queue", sent.append)
+    event = make_event(obj=_intent("pi_concurrent"))
+    start = threading.Barrier(6)
+    answers: list[int] = []
+
+    def send() -> None:
+        start.wait()
+        try:
+            answers.append(deliver(Client(), event).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 6
+    stored = GatewayEvent.objects.get()
+    assert stored.event_id == event["id"] and set(sent) == {stored.pk}
+
+
 def test_several_v1_signatures_one_of_them_ours_are_accepted(client, queued) -> None:  # type: ignore[no-untyped-def]
     body = json.dumps(make_event()).encode()
     ours = signature_for(body).split(",")[1]
