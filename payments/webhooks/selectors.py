@@ -45,3 +45,9 @@ def gateway_events_due(*, received_before: datetime, claimed_before: datetime, l
 
 def gateway_event_failed_count() -> int:
     return GatewayEvent.objects.filter(status="failed").count()
+
+
+def gateway_event_types_seen(*, since: datetime) -> list[str]:
+    types = (GatewayEvent.objects.filter(received_at__gte=since).order_by().values_list("type", flat=True)
+             .distinct())
+    return sorted(types)

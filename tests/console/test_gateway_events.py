@@ -62,6 +62,7 @@ def test_failed_events_are_counted_and_one_click_away_and_search_finds_by_event_
     assert listed(failed) == {events["failed"].event_id} and "RuntimeError" in failed
     assert listed(client.get(EVENTS, {"type__exact": "customer.created"}).content.decode()) == {
         events["ignored"].event_id}
+    assert 'href="?type__exact=customer.created"' in page  # a filter for each type seen lately
     assert listed(client.get(EVENTS, {"q": "pi_findme_123456"}).content.decode()) == {events["processed"].event_id}
     assert listed(client.get(EVENTS, {"q": events["failed"].event_id}).content.decode()) == {
         events["failed"].event_id}
