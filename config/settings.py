@@ -250,6 +250,14 @@ PAYMENT_GATEWAY_URL = env_url("PAYMENT_GATEWAY_URL", "http://127.0.0.1:8421", sc
 PAYMENT_GATEWAY_API_KEY = (
     env_str("PAYMENT_GATEWAY_API_KEY", "sk_test_sandbox") if DEBUG else env_str("PAYMENT_GATEWAY_API_KEY")
 )
+# The gateway's webhook signing secret (whsec_…); no default: unset, POST /webhooks/gateway answers 503.
+PAYMENT_GATEWAY_WEBHOOK_SECRET = env_str("PAYMENT_GATEWAY_WEBHOOK_SECRET", "")
+require(
+    PAYMENT_GATEWAY_WEBHOOK_SECRET == ""
+    or (len(PAYMENT_GATEWAY_WEBHOOK_SECRET) >= 16 and not any(c.isspace() for c in PAYMENT_GATEWAY_WEBHOOK_SECRET)),
+    "PAYMENT_GATEWAY_WEBHOOK_SECRET must be the gateway's signing secret (whsec_..., at least 16 characters, "
+    "no spaces), or unset to refuse gateway events",
+)
 PAYMENT_TIMEOUT = env_ms("PAYMENT_TIMEOUT", 10000)  # s, read timeout of one gateway call
 PAYMENT_CONNECT_TIMEOUT = env_ms("PAYMENT_CONNECT_TIMEOUT", 3000)  # s
 PAYMENT_RETRY_ATTEMPTS = env_int("PAYMENT_RETRY_ATTEMPTS", 3, minimum=1)  # tries in all
@@ -290,6 +298,13 @@ require(
 PAYMENT_PENDING_EXPIRY = env_int("PAYMENT_PENDING_EXPIRY", 900, minimum=1)  # s a never-sent payment waits
 # s a payment may wait for its customer's authentication (3-D Secure) before it is canceled
 PAYMENT_ACTION_EXPIRY = env_int("PAYMENT_ACTION_EXPIRY", 86400, minimum=60)
+# Gateway events stored but never taken by a worker (the broker was away), or left by a worker
+# that died, are queued again by this sweep.
+CELERY_BEAT_SCHEDULE["gateway-event-sweep"] = {
+    "task": "payments.webhooks.tasks.gateway_event_sweep",
+    "schedule": float(PAYMENT_SETTLE_SWEEP_INTERVAL),
+    "options": {"expires": max(1.0, PAYMENT_SETTLE_SWEEP_INTERVAL - 10.0)},  # s, before the next one
+}
 
 # --- General outbound HTTP ------------------------------------------------------------
 HTTP_MAX_CONNECTIONS = env_int("HTTP_MAX_CONNECTIONS", 100, minimum=1)

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from payments.webhooks.views import gateway_webhook
+
 if settings.STAFF_OTP_REQUIRED:
     from django_otp.admin import OTPAdminSite
 
@@ -10,6 +12,7 @@ if settings.STAFF_OTP_REQUIRED:
 
 urlpatterns = [
     path("api/v1/", include("payments.api.urls")),
+    path("webhooks/gateway", gateway_webhook, name="gateway-webhook"),
     path("health/", include("health.urls")),
     path("admin/", admin.site.urls),
 ]

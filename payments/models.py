@@ -238,3 +238,49 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id}:{self.key}"
+
+
+class GatewayEventStatus(models.TextChoices):
+    RECEIVED = "received"  # stored, waiting for a worker
+    PROCESSING = "processing"  # claimed by a worker (a stale claim is taken over)
+    PROCESSED = "processed"
+    IGNORED = "ignored"  # authentic, but about nothing of ours or of a type we do not act on
+    FAILED = "failed"  # processing raised: ops look and process it again
+
+
+class GatewayEvent(models.Model):
+    """An event the gateway sent us, stored as received before anything acts on it.
+
+    The gateway delivers at least once and in any order: `event_id` is unique so a second
+    delivery stores nothing, and the row's status is the claim that applies it at most once."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    # The id of the event's object (pi_…, re_…, ch_…): what the console searches by.
+    object_id = models.CharField(max_length=255, blank=True, default="")
+    payload = models.JSONField(help_text="The event as the gateway signed it.")
+    gateway_created = models.DateTimeField(null=True, blank=True, help_text="When the gateway made the event.")
+    received_at = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=GatewayEventStatus.choices, default=GatewayEventStatus.RECEIVED)
+    action = models.CharField(max_length=500, blank=True, default="", help_text="What processing did.")
+    error = models.CharField(max_length=500, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        permissions = [("process_gatewayevent", "Can process a gateway event again")]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=GatewayEventStatus.values), name="gateway_event_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["object_id"], name="gateway_event_object", condition=~Q(object_id="")),
+            models.Index(fields=["-received_at"], name="gateway_event_received"),
+            # The console's failed list and the sweep of events left unprocessed.
+            models.Index(fields=["status", "received_at"], name="gateway_event_unfinished",
+                         condition=Q(status__in=["received", "processing", "failed"])),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} {self.status}"

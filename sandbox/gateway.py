@@ -29,8 +29,34 @@ def _disable_persistence() -> None:
     resources.Store.try_load_from_disk = lambda self: None
 
 
+def _fail_authentication_like_stripe() -> None:
+    """Stripe sends `payment_intent.payment_failed` when a customer fails 3-D Secure;
+    localstripe's `_authenticate` with success=false only marks the intent (requires_payment_method,
+    `last_payment_error` payment_intent_authentication_failure) and sends nothing. The route
+    keeps the function it was given at import, so the entry in `extra_apis` is replaced too,
+    before the server module builds its routes."""
+    from localstripe import resources
+    from localstripe.webhooks import schedule_webhook
+
+    original = resources.PaymentIntent._api_authenticate
+    if getattr(original, "sandbox_wrapped", False):
+        return
+
+    def authenticate(id, client_secret=None, success=False, **kwargs):  # type: ignore[no-untyped-def]
+        intent = original(id, client_secret=client_secret, success=success, **kwargs)
+        if intent._authentication_failed:
+            schedule_webhook(resources.Event("payment_intent.payment_failed", intent))
+        return intent
+
+    authenticate.sandbox_wrapped = True  # type: ignore[attr-defined]
+    resources.PaymentIntent._api_authenticate = staticmethod(authenticate)
+    resources.extra_apis[:] = [(method, url, authenticate if url.endswith("/_authenticate") else func)
+                               for method, url, func in resources.extra_apis]
+
+
 def build_app() -> web.Application:
     _disable_persistence()
+    _fail_authentication_like_stripe()
     from localstripe import server  # import after patching: nothing is loaded at import
 
     server.store.clear()

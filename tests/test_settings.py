@@ -33,6 +33,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("ALERT_CRITICAL_THRESHOLD", "150"),
         ("DJANGO_DEBUG", "perhaps"),
         ("REDIS_URL", "localhost:6379"),
+        ("PAYMENT_GATEWAY_WEBHOOK_SECRET", "whsec_short"),
     ],
 )
 def test_bad_value_stops_startup_naming_the_variable(name: str, value: str) -> None:

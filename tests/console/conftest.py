@@ -16,6 +16,7 @@ from tests.health.conftest import StubCheck
 from tests.support.processes import celery_worker
 
 GROUP_MIGRATION = importlib.import_module("health.migrations.0003_console_groups")
+GATEWAY_EVENT_MIGRATION = importlib.import_module("health.migrations.0005_gateway_event_permissions")
 PASSWORD = "pw-console-1"
 
 
@@ -51,15 +52,16 @@ def _fresh_ticks() -> Iterator[None]:
 
 
 def ensure_groups() -> None:
-    """The groups as the data migration makes them (a transactional test's flush removes them)."""
+    """The groups as the data migrations make them (a transactional test's flush removes them)."""
     from django.contrib.auth.models import Group
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
     if Group.objects.filter(name__in=list(GROUP_MIGRATION.GROUPS)).count() == len(GROUP_MIGRATION.GROUPS):
         return
-    state = MigrationExecutor(connection).loader.project_state(("health", "0003_console_groups"))
+    state = MigrationExecutor(connection).loader.project_state(("health", "0005_gateway_event_permissions"))
     GROUP_MIGRATION.create_groups(state.apps, None)
+    GATEWAY_EVENT_MIGRATION.add_permissions(state.apps, None)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ def console_urls(alert: Alert, run: DrillRun) -> dict[str, str]:
         "drill": reverse("admin:health_drillrun_change", args=[run.pk]),
         "drill_live": reverse("admin:health_drillrun_live", args=[run.pk]),
         "payments": reverse("admin:payments_payment_changelist"),
+        "gateway_events": reverse("admin:payments_gatewayevent_changelist"),
         "api_clients": reverse("admin:payments_apiclient_changelist"),
         "api_client_add": reverse("admin:payments_apiclient_add"),
     }
@@ -39,7 +40,7 @@ def console_urls(alert: Alert, run: DrillRun) -> dict[str, str]:
 # What each group may open (200); everything else in console_urls answers 403.
 CAN_SEE = {
     "ops_viewer": {"index", "alerts", "alert", "runbook", "system", "system_live", "runs", "snapshots", "silences",
-                   "notifications", "drills", "drill", "drill_live", "payments"},
+                   "notifications", "drills", "drill", "drill_live", "payments", "gateway_events"},
 }
 CAN_SEE["ops_operator"] = CAN_SEE["ops_viewer"] | {"silence_add", "drill_start"}
 CAN_SEE["ops_admin"] = CAN_SEE["ops_operator"] | {"api_clients", "api_client_add"}
@@ -58,10 +59,11 @@ def test_the_migration_gives_each_group_exactly_its_permissions() -> None:
     ensure_groups()
     perms = {g.name: {f"{p.content_type.app_label}.{p.codename}" for p in g.permissions.all()}
              for g in Group.objects.filter(name__startswith="ops_").prefetch_related("permissions__content_type")}
-    viewer = {f"{app}.view_{model}" for app, model in GROUP_MIGRATION.VIEW}
+    viewer = {f"{app}.view_{model}" for app, model in GROUP_MIGRATION.VIEW} | {"payments.view_gatewayevent"}
     assert perms["ops_viewer"] == viewer
     assert perms["ops_operator"] == viewer | {"health.change_alert", "health.add_silence", "health.change_silence",
-                                              "payments.change_payment", "health.add_drillrun"}
+                                              "payments.change_payment", "health.add_drillrun",
+                                              "payments.process_gatewayevent"}
     assert perms["ops_admin"] == perms["ops_operator"] | {
         "health.force_breaker", "health.delete_silence", "payments.view_apiclient", "payments.add_apiclient",
         "payments.change_apiclient"}
