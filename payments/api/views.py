@@ -214,14 +214,16 @@ def payment_detail(request: HttpRequest, client: ApiClient, payment_id: str) -> 
 
 @api_view({"GET", "POST"})
 def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) -> JsonResponse:
+    if request.method == "POST":
+        # The body is judged first: a bad request is a 400 whichever payment it names.
+        data = parse_json_body(content_type=request.content_type or "", body=request.body)
+        amount = parse_refund(data)
     payment = selectors.payment_get(client=client, payment_id=payment_id) if is_resource_id(payment_id) else None
     if payment is None:
         raise ApiError(404, "resource_missing", f"No such payment: {payment_id}", "id")
     if request.method == "GET":
         return JsonResponse({"object": "list", "data": [refund_to_dict(r) for r in payment.refunds.all()],
                              "has_more": False, "url": f"/api/v1/payments/{payment.id}/refunds"})
-    data = parse_json_body(content_type=request.content_type or "", body=request.body)
-    amount = parse_refund(data)
 
     def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
         try:

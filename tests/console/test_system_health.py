@@ -117,8 +117,8 @@ def test_recent_alerts_and_unknown_outcomes_are_on_the_page(client, viewer) -> N
     html = client.get(SYSTEM).content.decode()
     assert "gateway/unreachable" in html and "probe failed: boom" in html
     unknown = html[html.index("Payments with an unknown outcome"):]
-    assert re.search(r"<td>USD</td>\s*<td><a [^>]*>2</a></td>\s*<td>20.00</td>", unknown)
-    assert re.search(r"<td>EUR</td>\s*<td><a [^>]*>1</a></td>\s*<td>9.90</td>", unknown)
+    assert re.search(r"<td>USD</td>\s*<td><a [^>]*>2</a></td>\s*<td>20.00 USD</td>", unknown)
+    assert re.search(r"<td>EUR</td>\s*<td><a [^>]*>1</a></td>\s*<td>9.90 EUR</td>", unknown)
 
 
 def test_it_refreshes_itself_and_says_plainly_when_the_data_is_stale(client, viewer, settings) -> None:  # type: ignore[no-untyped-def]
