@@ -18,12 +18,16 @@ prepare:
 	@scripts/browser.sh
 	@scripts/services.sh payops
 
-# A development .env (DEBUG on, a fresh secret) on first run; never overwritten.
+# A development .env (DEBUG on, fresh secrets) on first run; never overwritten, only completed.
 env:
 	@test -f .env || { \
 	  sed -e "s/^DJANGO_DEBUG=.*/DJANGO_DEBUG=true/" \
 	      -e "s/^DJANGO_SECRET_KEY=.*/DJANGO_SECRET_KEY=$$($(VENV)/python -c 'import secrets;print(secrets.token_urlsafe(50))')/" \
 	      .env.example > .env; echo "==> wrote .env for development"; }
+	@grep -q '^PAYMENT_GATEWAY_WEBHOOK_SECRET=.' .env || { \
+	  sed -i '/^PAYMENT_GATEWAY_WEBHOOK_SECRET=/d' .env; \
+	  echo "PAYMENT_GATEWAY_WEBHOOK_SECRET=whsec_$$($(VENV)/python -c 'import secrets;print(secrets.token_hex(24))')" >> .env; \
+	  echo "==> .env: a gateway webhook signing secret (the sandbox signs the events it delivers with it)"; }
 
 check:
 	$(VENV)/python manage.py check

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from urllib.parse import urlsplit
 from typing import Any, Sequence
 
 from sandbox.faults import KINDS
@@ -35,6 +36,15 @@ def listen_address(value: str) -> tuple[str, int]:
     return loopback_host(host), int(port)
 
 
+def loopback_url(value: str) -> str:
+    """An http URL on this machine: the sandbox sends nothing anywhere else."""
+    parts = urlsplit(value)
+    if parts.scheme != "http" or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an http:// URL")
+    loopback_host(parts.hostname)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
@@ -46,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--host", type=loopback_host, default="127.0.0.1")
     gw.add_argument("--port", type=int, default=8420, help="0: let the OS choose")
     gw.add_argument("--access-log", action="store_true", help="log every request")
+    gw.add_argument("--webhook-url", type=loopback_url, default=None,
+                    help="deliver every event, signed with $PAYMENT_GATEWAY_WEBHOOK_SECRET, to this loopback URL")
     _add_process_options(gw)
 
     px = sub.add_parser("proxy", help="run the idempotency + fault-injection proxy")
@@ -115,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(
             serve_gateway(
-                args.host, args.port, access_log=args.access_log, ready_file=args.ready_file, parent_pid=args.parent_pid
+                args.host, args.port, access_log=args.access_log, ready_file=args.ready_file, parent_pid=args.parent_pid,
+                webhook_url=args.webhook_url, webhook_secret=os.environ.get("PAYMENT_GATEWAY_WEBHOOK_SECRET", ""),
             )
         )
         return 0

@@ -54,6 +54,17 @@ def _fail_authentication_like_stripe() -> None:
                                for method, url, func in resources.extra_apis]
 
 
+def _deliver_events(url: str, secret: str) -> None:
+    """Signed deliveries of every event to `url`, as a Stripe webhook endpoint gets them
+    (localstripe's own `POST /_config/webhooks/{id}`, registered before the first request)."""
+    from localstripe.webhooks import register_webhook
+
+    if not secret:
+        raise SystemExit("--webhook-url needs PAYMENT_GATEWAY_WEBHOOK_SECRET in the environment (the signing secret)")
+    register_webhook("sandbox", url, secret, None)
+    print(f"sandbox gateway delivers its events to {url}", flush=True)
+
+
 def build_app() -> web.Application:
     _disable_persistence()
     _fail_authentication_like_stripe()
@@ -82,8 +93,12 @@ async def serve(
     access_log: bool = False,
     ready_file: str | None = None,
     parent_pid: int | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str = "",
 ) -> None:
     app = build_app()
+    if webhook_url:
+        _deliver_events(webhook_url, webhook_secret)
     sock = bind_loopback(host, port)
     actual_port = sock.getsockname()[1]
     logger = None
