@@ -104,3 +104,15 @@ def test_the_console_lists_yen_without_dividing_by_a_hundred(client, make_user, 
     Api(key).pay(amount=1250, currency="jpy")
     page = client.get(reverse("admin:payments_payment_changelist")).content.decode()
     assert "1,250 JPY" in page and "12.50" not in page
+
+
+def test_the_inbox_lists_unknown_payments_and_refunds_by_currency(client, make_user, gateway) -> None:
+    client.force_login(make_user("ops_viewer"))
+    _, key = make_client()
+    _lost_answer_payment(key)
+    paid = Api(key).pay(amount=900, currency="jpy").json()
+    refund = Api(key).refund(paid["id"], amount=400).json()
+    Refund.objects.filter(pk=refund["id"]).update(status="unknown")
+    page = client.get(reverse("admin:payments_payment_changelist")).content.decode()
+    assert "Outcome unknown" in page and "12.50 USD" in page
+    assert "Refunds with an unknown outcome" in page and "400 JPY" in page

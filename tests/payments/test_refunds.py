@@ -27,6 +27,18 @@ def _gateway_refunded(gateway, payment_id: str) -> int:
     return int(charge["amount_refunded"])
 
 
+def _refunds_at_once(key: str, payment_id: str, amounts: list[int]) -> list:
+    """Each refund from its own client thread, all at the same time."""
+    def refund(amount: int):  # type: ignore[no-untyped-def]
+        try:
+            return Api(key, Client()).refund(payment_id, amount=amount)
+        finally:
+            connection.close()  # the test client's thread keeps its connection otherwise
+
+    with ThreadPoolExecutor(len(amounts)) as pool:
+        return list(pool.map(refund, amounts))
+
+
 def _paid(key: str, amount: int = 1000) -> dict:
     response = Api(key).pay(amount=amount)
     assert response.status_code == 201 and response.json()["status"] == "succeeded"
@@ -37,15 +49,7 @@ def test_two_concurrent_refunds_one_failing_leave_what_the_gateway_refunded(gate
     _, key = make_client()
     payment = _paid(key)
     gateway.fault("http_400", count=1, **ON_REFUND)
-
-    def refund(_: int):  # type: ignore[no-untyped-def]
-        try:
-            return Api(key, Client()).refund(payment["id"], amount=500)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(refund, range(2)))
+    answers = _refunds_at_once(key, payment["id"], [500, 500])
     assert sorted(r.json()["status"] for r in answers) == ["failed", "succeeded"]
     row = Payment.objects.get(pk=payment["id"])
     assert (row.status, row.amount_refunded) == ("partially_refunded", 500)
@@ -61,15 +65,7 @@ def test_two_concurrent_refunds_one_failing_leave_what_the_gateway_refunded(gate
 def test_concurrent_refunds_never_reserve_more_than_the_payment(gateway) -> None:
     _, key = make_client()
     payment = _paid(key)
-
-    def refund(_: int):  # type: ignore[no-untyped-def]
-        try:
-            return Api(key, Client()).refund(payment["id"], amount=400)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(refund, range(4)))
+    answers = _refunds_at_once(key, payment["id"], [400] * 4)
     assert sorted(r.status_code for r in answers) == [201, 201, 400, 400]
     row = Payment.objects.get(pk=payment["id"])
     assert row.amount_refunded == 800 == _gateway_refunded(gateway, row.pk)
