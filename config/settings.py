@@ -335,6 +335,11 @@ CELERY_BEAT_SCHEDULE["health-prune"] = {
     "schedule": crontab(hour=3, minute=17),  # daily, UTC
     "options": {"expires": 3600.0},  # s
 }
+CELERY_BEAT_SCHEDULE["idempotency-prune"] = {
+    "task": "payments.tasks.idempotency_records_prune",
+    "schedule": crontab(hour=3, minute=47),  # daily, UTC, apart from the health prune
+    "options": {"expires": 3600.0},  # s
+}
 
 # --- Logging and CloudWatch -----------------------------------------------------------
 CLOUDWATCH_LOG_GROUP = env_str("CLOUDWATCH_LOG_GROUP", "") or None
