@@ -324,6 +324,17 @@ ALERT_ESCALATE_AFTER = env_int("ALERT_ESCALATE_AFTER", 3, minimum=1)  # checks a
 ALERT_EMAILS = env_list("ALERT_EMAILS", [])  # addresses told of new critical/error alerts
 # Optional; often carries a secret token, so it is never logged or stored.
 ALERT_WEBHOOK_URL = env_url("ALERT_WEBHOOK_URL", schemes=("http", "https")) if env_str("ALERT_WEBHOOK_URL", "") else ""
+# Key of the HMAC-SHA256 signature on every alert webhook (Payops-Signature); never logged or stored.
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+require(
+    not ALERT_WEBHOOK_SECRET or len(ALERT_WEBHOOK_SECRET) >= 32,
+    "ALERT_WEBHOOK_SECRET must be at least 32 characters (a random value, e.g. openssl rand -hex 32)",
+)
+require(
+    DEBUG or not ALERT_WEBHOOK_URL or bool(ALERT_WEBHOOK_SECRET),
+    "ALERT_WEBHOOK_SECRET is required in production when ALERT_WEBHOOK_URL is set: receivers verify "
+    "every alert webhook with it",
+)
 require(
     HEALTH_PUBLISH_INTERVAL <= HEALTH_CHECK_INTERVAL,
     "HEALTH_PUBLISH_INTERVAL must not exceed HEALTH_CHECK_INTERVAL (the check would read old figures)",

@@ -40,6 +40,7 @@ from health.models import (
 )
 from health.rules import Finding, findings_for
 from health.selectors import Staleness, silences_active
+from health.signing import webhook_signed
 
 logger = logging.getLogger(__name__)
 
@@ -661,8 +662,9 @@ def alert_notification_send(*, notification_id: int) -> AlertNotification | None
         try:
             from payments.gateway.outbound import get_outbound
 
-            response = get_outbound().post(settings.ALERT_WEBHOOK_URL, json=_webhook_body(notification),
-                                           timeout=WEBHOOK_TIMEOUT)
+            body, headers = webhook_signed(payload=_webhook_body(notification), secret=settings.ALERT_WEBHOOK_SECRET)
+            response = get_outbound().request("POST", settings.ALERT_WEBHOOK_URL, data=body, headers=headers,
+                                              timeout=WEBHOOK_TIMEOUT)
             if not 200 <= response.status_code < 300:
                 raise NotificationFailed(f"answered {response.status_code}")
         except Exception as exc:  # noqa: BLE001

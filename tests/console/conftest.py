@@ -16,6 +16,7 @@ from tests.health.conftest import StubCheck
 from tests.support.processes import celery_worker
 
 GROUP_MIGRATION = importlib.import_module("health.migrations.0003_console_groups")
+AUDIT_MIGRATION = importlib.import_module("health.migrations.0006_audit_trail_permissions")
 PASSWORD = "pw-console-1"
 
 
@@ -58,8 +59,9 @@ def ensure_groups() -> None:
 
     if Group.objects.filter(name__in=list(GROUP_MIGRATION.GROUPS)).count() == len(GROUP_MIGRATION.GROUPS):
         return
-    state = MigrationExecutor(connection).loader.project_state(("health", "0003_console_groups"))
-    GROUP_MIGRATION.create_groups(state.apps, None)
+    loader = MigrationExecutor(connection).loader
+    GROUP_MIGRATION.create_groups(loader.project_state(("health", "0003_console_groups")).apps, None)
+    AUDIT_MIGRATION.grant(loader.project_state(("health", "0006_audit_trail_permissions")).apps, None)
 
 
 @pytest.fixture

@@ -1,0 +1,22 @@
+"""The environment variables added for operations (signed alert webhooks, leak detection):
+documented defaults and refusals that name the variable."""
+
+from __future__ import annotations
+
+from tests.test_settings import PROD_SECRET, manage
+
+PROD = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": PROD_SECRET, "DJANGO_ALLOWED_HOSTS": "pay.example.com",
+        "PAYMENT_GATEWAY_API_KEY": "sk_live_from_vault"}
+
+
+def test_a_short_alert_webhook_secret_is_refused() -> None:
+    result = manage("check", DJANGO_DEBUG="true", ALERT_WEBHOOK_SECRET="short")
+    assert result.returncode == 2 and "ALERT_WEBHOOK_SECRET" in result.stderr
+
+
+def test_production_refuses_an_alert_webhook_without_its_secret() -> None:
+    result = manage("check", ALERT_WEBHOOK_URL="https://hooks.example.com/payops", **PROD)
+    assert result.returncode == 2 and "ALERT_WEBHOOK_SECRET" in result.stderr
+    signed = manage("check", ALERT_WEBHOOK_URL="https://hooks.example.com/payops",
+                    ALERT_WEBHOOK_SECRET="s" * 16 + "3cr3t" * 4, **PROD)
+    assert signed.returncode == 0, signed.stderr
