@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "health.middleware.DatabaseUnavailableMiddleware",
+    # Names the connections each request takes after its view, for leak reports.
+    "config.postgres.leaks.ConnectionHolderMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.security.SecurityHeadersMiddleware",
     # Serves the console's CSS and scripts from gunicorn itself (no separate web server).
@@ -132,6 +134,9 @@ DB_CONNECTION_TIMEOUT = env_ms("DB_CONNECTION_TIMEOUT", 30000)  # s, wait for a 
 DB_IDLE_TIMEOUT = env_ms("DB_IDLE_TIMEOUT", 300000)  # s, idle connections above min are closed
 DB_MAX_RETRIES = env_int("DB_MAX_RETRIES", 3)  # tries of the first connection at start-up
 DB_RETRY_DELAY = env_ms("DB_RETRY_DELAY", 1000, minimum_ms=0)  # s, between those tries
+# s a pooled connection may stay lent out before it is reported as a leak: a little above the
+# longest legitimate hold (gunicorn cuts a request at 40 s; tasks hold theirs for seconds).
+DB_LEAK_THRESHOLD = env_ms("DB_LEAK_THRESHOLD", 60000)
 DB_PGBOUNCER = env_bool("DB_PGBOUNCER", False)  # PgBouncer in transaction mode in front of PostgreSQL
 # Per process, beside the pool: connections that only record gateway answers (config/postgres/lane.py).
 DB_ANSWER_CONNECTIONS = max(1, DB_MAX_CONNECTIONS // 10)

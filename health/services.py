@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from config import queueing, ticks
+from config.postgres.leaks import leaks as connection_leaks
 from config.retention import PRUNE_BATCH, rows_delete_in_batches
 from health import fleet
 from health.checks import Check, default_checks
@@ -103,6 +104,7 @@ def pool_stats_collect() -> dict[str, Any]:
 
     if db is not None:
         db["recent"] = section("db.")
+        db["leaks"] = connection_leaks()
     if answers is not None:
         answers["recent"] = section("dba.")
     for pool in http:

@@ -20,3 +20,12 @@ def test_production_refuses_an_alert_webhook_without_its_secret() -> None:
     signed = manage("check", ALERT_WEBHOOK_URL="https://hooks.example.com/payops",
                     ALERT_WEBHOOK_SECRET="s" * 16 + "3cr3t" * 4, **PROD)
     assert signed.returncode == 0, signed.stderr
+
+
+def test_the_leak_threshold_defaults_to_a_minute_and_a_bad_one_is_refused() -> None:
+    default = manage("shell", "--no-imports", "-c", "from django.conf import settings as s; print(s.DB_LEAK_THRESHOLD)",
+                     DJANGO_DEBUG="true")
+    assert default.returncode == 0 and default.stdout.split() == ["60.0"], default.stderr
+    for bad in ("soon", "0"):
+        result = manage("check", DJANGO_DEBUG="true", DB_LEAK_THRESHOLD=bad)
+        assert result.returncode == 2 and "DB_LEAK_THRESHOLD" in result.stderr

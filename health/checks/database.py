@@ -42,6 +42,13 @@ class DatabaseCheck(Check):
                 "pool_exhausted", "error",
                 f"{count} database connection requests timed out in the last {docs[0]['window_s']:.0f} s ({where})",
             ))
+        if figures["leaks"]:
+            longest = figures["leaks"][0]
+            reading.problems.append(Problem(
+                "connection_leak", "warning",
+                f"{len(figures['leaks'])} database connection(s) lent out longer than {settings.DB_LEAK_THRESHOLD:.0f} s; "
+                f"longest {longest['held_s']:.0f} s, taken by {longest['where']} ({longest['process']})",
+            ))
         if may_open > capacity:
             reading.problems.append(Problem(
                 "pool_oversubscribed", "warning",
@@ -65,6 +72,7 @@ def _pool(doc: dict[str, Any]) -> dict[str, Any]:
         "answers_max": answers.get("max", 0), "answers_in_use": answers.get("in_use", 0),
         "exhausted_503": int(doc.get("db_failures", {}).get("recent", {}).get("db_pool_exhausted", 0)),
         "unavailable_503": int(doc.get("db_failures", {}).get("recent", {}).get("db_unavailable", 0)),
+        "leaks": db.get("leaks") or [],
     }
 
 
@@ -82,6 +90,9 @@ def _fleet_figures(pools: list[dict[str, Any]], *, shared: bool) -> dict[str, An
         "processes": len(pools),
         "shared": shared,
         "pools": pools,
+        # Every connection held past DB_LEAK_THRESHOLD in the fleet, longest first.
+        "leaks": sorted(({**leak, "process": p["process"]} for p in pools for leak in p["leaks"]),
+                        key=lambda leak: -leak["held_s"]),
     }
 
 
