@@ -321,6 +321,9 @@ HEALTH_CHECK_TIMEOUT = env_ms("HEALTH_CHECK_TIMEOUT", 5000)  # s, budget of each
 HEALTH_PUBLISH_INTERVAL = env_int("HEALTH_PUBLISH_INTERVAL", 5, minimum=0)
 # Bearer token that unlocks /health/status details for monitors; empty: staff sessions only.
 HEALTH_STATUS_TOKEN = env_str("HEALTH_STATUS_TOKEN", "")
+# Every web and worker process trips the dead-man's switch itself when runs stop (health/watchdog.py);
+# false leaves it to whatever polls /health/status.
+HEALTH_STALE_WATCH = env_bool("HEALTH_STALE_WATCH", True)
 HEALTH_QUEUE_WARNING = env_int("HEALTH_QUEUE_WARNING", 100, minimum=1)  # tasks waiting in the Celery queue
 DB_CONNECTION_RESERVE = env_int("DB_CONNECTION_RESERVE", 10)  # server connections no pool may count on
 PAYMENT_UNKNOWN_MAX_AGE = env_int("PAYMENT_UNKNOWN_MAX_AGE", 300, minimum=1)  # s a payment may stay unsettled

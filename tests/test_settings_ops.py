@@ -29,3 +29,12 @@ def test_the_leak_threshold_defaults_to_a_minute_and_a_bad_one_is_refused() -> N
     for bad in ("soon", "0"):
         result = manage("check", DJANGO_DEBUG="true", DB_LEAK_THRESHOLD=bad)
         assert result.returncode == 2 and "DB_LEAK_THRESHOLD" in result.stderr
+
+
+def test_every_process_watches_for_stale_health_runs_by_default() -> None:
+    code = "from django.conf import settings as s; print(s.HEALTH_STALE_WATCH)"
+    # Unset (the suite's own environment turns it off for its processes).
+    assert manage("shell", "--no-imports", "-c", code, DJANGO_DEBUG="true",
+                  HEALTH_STALE_WATCH="").stdout.split() == ["True"]
+    result = manage("check", DJANGO_DEBUG="true", HEALTH_STALE_WATCH="maybe")
+    assert result.returncode == 2 and "HEALTH_STALE_WATCH" in result.stderr
