@@ -29,8 +29,12 @@ class DatabaseCheck(Check):
         capacity = server["max_connections"] - settings.DB_CONNECTION_RESERVE
         # What the fleet may open: every pool, and the answers lanes beside them.
         may_open = figures["max"] + figures["answers_max"]
+        # Behind PgBouncer the pools' connections are PgBouncer's clients: the server sees only
+        # PgBouncer's own pool (its default_pool_size), so the pools' sum is no demand on the server.
+        behind_pgbouncer = settings.DB_PGBOUNCER
         figures["server"] = {**server, "reserve": settings.DB_CONNECTION_RESERVE, "capacity": capacity,
-                             "pool_max_total": may_open, "fits": may_open <= capacity}
+                             "pool_max_total": may_open, "fits": behind_pgbouncer or may_open <= capacity,
+                             "behind_pgbouncer": behind_pgbouncer}
         reading = Reading(figures=figures, message=_message(figures))
         reading.utilisation["pool_utilisation"] = figures["utilisation_pct"]
         reading.utilisation["server_connections"] = percent(server["total"], server["max_connections"])
@@ -49,7 +53,7 @@ class DatabaseCheck(Check):
                 f"{len(figures['leaks'])} database connection(s) lent out longer than {settings.DB_LEAK_THRESHOLD:.0f} s; "
                 f"longest {longest['held_s']:.0f} s, taken by {longest['where']} ({longest['process']})",
             ))
-        if may_open > capacity:
+        if may_open > capacity and not behind_pgbouncer:
             reading.problems.append(Problem(
                 "pool_oversubscribed", "warning",
                 f"pools may open {may_open} connections; the server has {capacity} "
