@@ -105,12 +105,18 @@ def test_procfile_processes_run_from_a_fresh_clone(clone: Path, database: str, s
         env = _documented_env(database_url=database, redis_url=redis_url, gateway_url=sandbox.proxy_url, port=port)
         log = tmp_path / "honcho.log"
 
+        # A `python` first on release's PATH notes the role each of its steps runs under.
+        shim, roles = tmp_path / "shim", tmp_path / "roles.txt"
+        shim.mkdir()
+        (shim / "python").write_text(f'#!/bin/sh\necho "$PROCESS_ROLE $2" >> {roles}\nexec {BIN / "python"} "$@"\n')
+        (shim / "python").chmod(0o755)
         started = time.monotonic()
-        release = _honcho(clone, env, "release", log=log)
+        release = _honcho(clone, {**env, "PATH": f"{shim}{os.pathsep}{env['PATH']}"}, "release", log=log)
         assert release.wait(timeout=60) == 0, log.read_text()[-3000:]
         TIMES["release_s"] = time.monotonic() - started
         assert (clone / "staticfiles" / "staticfiles.json").is_file(), "collectstatic ran in release"
         assert _scalar(database, "SELECT count(*) FROM django_migrations") > 0, "migrate ran in release"
+        assert roles.read_text().split("\n")[:2] == ["release collectstatic", "release migrate"]
 
         started = time.monotonic()
         fleet = _honcho(clone, env, "web", "worker", "beat", log=log)
