@@ -54,7 +54,9 @@ def test_only_ops_admin_reads_the_audit_trail_and_nobody_edits_it(client, make_u
     assert LogEntry.objects.filter(pk=entry.pk, change_message="did a thing").exists()
 
 
-@pytest.mark.django_db
+# transaction=True: forcing the breaker raises its alert from a thread of its own, committed
+# outside the test's transaction; the flush after the test removes it.
+@pytest.mark.django_db(transaction=True)
 def test_a_breaker_override_is_on_the_trail_under_its_object_filtered_by_user_and_action(  # type: ignore[no-untyped-def]
         client, make_user) -> None:
     from payments.gateway import get_gateway

@@ -138,6 +138,9 @@ def test_an_operator_works_alerts_and_drills_but_not_the_breaker_or_api_keys(cli
     assert client.post(reverse("admin:health_breaker"), {"state": "open", "reason": "x", "minutes": 5}).status_code == 403
 
 
+# transaction=True: forcing the breaker raises its alert from a thread of its own, committed
+# outside the test's transaction; the flush after the test removes it (else it shows in later lists).
+@pytest.mark.django_db(transaction=True)
 def test_an_admin_forces_the_breaker_and_it_is_recorded(client, make_user, targets) -> None:  # type: ignore[no-untyped-def]
     from payments.gateway import get_gateway
 
