@@ -41,11 +41,13 @@ def test_only_ops_admin_reads_the_audit_trail_and_nobody_edits_it(client, make_u
     operator = make_user("ops_operator", username="operator")
     client.force_login(operator)
     assert client.get(AUDIT).status_code == 403
+    assert AUDIT not in client.get(reverse("admin:index")).content.decode()
 
     admin_user = make_user("ops_admin", username="admin-a")
     entry = LogEntry.objects.create(user=admin_user, action_flag=CHANGE, object_repr="something",
                                     change_message="did a thing")
     client.force_login(admin_user)
+    assert AUDIT in client.get(reverse("admin:index")).content.decode()  # linked from the console's home
     assert client.get(AUDIT).status_code == 200
     assert client.get(reverse("admin:admin_logentry_change", args=[entry.pk])).status_code == 200
     assert client.post(reverse("admin:admin_logentry_change", args=[entry.pk]), {}).status_code == 403
