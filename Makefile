@@ -16,6 +16,7 @@ test: prepare
 prepare:
 	@scripts/bootstrap.sh
 	@scripts/browser.sh
+	@scripts/pgbouncer.sh
 	@scripts/services.sh payops
 
 # A development .env (DEBUG on, fresh secrets) on first run; never overwritten, only completed.

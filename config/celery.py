@@ -28,3 +28,18 @@ def _flush_logs(**_: object) -> None:
     from config.logs.cloudwatch import cloudwatch_flush
 
     cloudwatch_flush()
+
+
+@signals.task_prerun.connect
+def _name_connection_holder(task: object = None, **_: object) -> None:
+    # A connection a task holds too long is reported with the task's name.
+    from config.postgres.leaks import holder_set
+
+    holder_set(f"task {getattr(task, 'name', '?')}")
+
+
+@signals.task_postrun.connect
+def _clear_connection_holder(**_: object) -> None:
+    from config.postgres.leaks import holder_clear
+
+    holder_clear()

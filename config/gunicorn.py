@@ -2,7 +2,9 @@
 
 import os
 
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+# A platform (Procfile) hands the port in PORT and routes to every interface; GUNICORN_HOST
+# narrows that (loopback on a shared machine), GUNICORN_BIND replaces it whole.
+bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('GUNICORN_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # gthread, stamping each request with its wait for a thread so the database pool's timeout
 # counts from when the request arrived (config/queueing.py).
 worker_class = "config.gunicorn_worker.ThreadWorker"

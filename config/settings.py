@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "health.middleware.DatabaseUnavailableMiddleware",
+    # Names the connections each request takes after its view, for leak reports.
+    "config.postgres.leaks.ConnectionHolderMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.security.SecurityHeadersMiddleware",
     # Serves the console's CSS and scripts from gunicorn itself (no separate web server).
@@ -132,6 +134,9 @@ DB_CONNECTION_TIMEOUT = env_ms("DB_CONNECTION_TIMEOUT", 30000)  # s, wait for a 
 DB_IDLE_TIMEOUT = env_ms("DB_IDLE_TIMEOUT", 300000)  # s, idle connections above min are closed
 DB_MAX_RETRIES = env_int("DB_MAX_RETRIES", 3)  # tries of the first connection at start-up
 DB_RETRY_DELAY = env_ms("DB_RETRY_DELAY", 1000, minimum_ms=0)  # s, between those tries
+# s a pooled connection may stay lent out before it is reported as a leak: a little above the
+# longest legitimate hold (gunicorn cuts a request at 40 s; tasks hold theirs for seconds).
+DB_LEAK_THRESHOLD = env_ms("DB_LEAK_THRESHOLD", 60000)
 DB_PGBOUNCER = env_bool("DB_PGBOUNCER", False)  # PgBouncer in transaction mode in front of PostgreSQL
 # Per process, beside the pool: connections that only record gateway answers (config/postgres/lane.py).
 DB_ANSWER_CONNECTIONS = max(1, DB_MAX_CONNECTIONS // 10)
@@ -333,6 +338,9 @@ HEALTH_CHECK_TIMEOUT = env_ms("HEALTH_CHECK_TIMEOUT", 5000)  # s, budget of each
 HEALTH_PUBLISH_INTERVAL = env_int("HEALTH_PUBLISH_INTERVAL", 5, minimum=0)
 # Bearer token that unlocks /health/status details for monitors; empty: staff sessions only.
 HEALTH_STATUS_TOKEN = env_str("HEALTH_STATUS_TOKEN", "")
+# Every web and worker process trips the dead-man's switch itself when runs stop (health/watchdog.py);
+# false leaves it to whatever polls /health/status.
+HEALTH_STALE_WATCH = env_bool("HEALTH_STALE_WATCH", True)
 HEALTH_QUEUE_WARNING = env_int("HEALTH_QUEUE_WARNING", 100, minimum=1)  # tasks waiting in the Celery queue
 DB_CONNECTION_RESERVE = env_int("DB_CONNECTION_RESERVE", 10)  # server connections no pool may count on
 PAYMENT_UNKNOWN_MAX_AGE = env_int("PAYMENT_UNKNOWN_MAX_AGE", 300, minimum=1)  # s a payment may stay unsettled
@@ -341,6 +349,17 @@ ALERT_ESCALATE_AFTER = env_int("ALERT_ESCALATE_AFTER", 3, minimum=1)  # checks a
 ALERT_EMAILS = env_list("ALERT_EMAILS", [])  # addresses told of new critical/error alerts
 # Optional; often carries a secret token, so it is never logged or stored.
 ALERT_WEBHOOK_URL = env_url("ALERT_WEBHOOK_URL", schemes=("http", "https")) if env_str("ALERT_WEBHOOK_URL", "") else ""
+# Key of the HMAC-SHA256 signature on every alert webhook (Payops-Signature); never logged or stored.
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+require(
+    not ALERT_WEBHOOK_SECRET or len(ALERT_WEBHOOK_SECRET) >= 32,
+    "ALERT_WEBHOOK_SECRET must be at least 32 characters (a random value, e.g. openssl rand -hex 32)",
+)
+require(
+    DEBUG or not ALERT_WEBHOOK_URL or bool(ALERT_WEBHOOK_SECRET),
+    "ALERT_WEBHOOK_SECRET is required in production when ALERT_WEBHOOK_URL is set: receivers verify "
+    "every alert webhook with it",
+)
 require(
     HEALTH_PUBLISH_INTERVAL <= HEALTH_CHECK_INTERVAL,
     "HEALTH_PUBLISH_INTERVAL must not exceed HEALTH_CHECK_INTERVAL (the check would read old figures)",
@@ -350,6 +369,11 @@ CELERY_BEAT_SCHEDULE["health-check"]["kwargs"] = {"interval": HEALTH_CHECK_INTER
 CELERY_BEAT_SCHEDULE["health-prune"] = {
     "task": "health.tasks.health_history_prune",
     "schedule": crontab(hour=3, minute=17),  # daily, UTC
+    "options": {"expires": 3600.0},  # s
+}
+CELERY_BEAT_SCHEDULE["idempotency-prune"] = {
+    "task": "payments.tasks.idempotency_records_prune",
+    "schedule": crontab(hour=3, minute=47),  # daily, UTC, apart from the health prune
     "options": {"expires": 3600.0},  # s
 }
 

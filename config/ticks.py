@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from celery.beat import PersistentScheduler, ScheduleEntry
@@ -59,6 +60,12 @@ def entry_period(entry: ScheduleEntry) -> float:
 
 class TickScheduler(PersistentScheduler):
     """Beat's default scheduler, plus the tick header on every message it sends."""
+
+    def setup_schedule(self) -> None:
+        # A platform starts beat in a fresh checkout: the schedule file's folder (var/ in the
+        # Procfile) is made here rather than by a bootstrap script that a platform never runs.
+        Path(self.schedule_filename).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        super().setup_schedule()
 
     def apply_async(self, entry: ScheduleEntry, producer: Any = None, advance: bool = True,
                     **kwargs: Any) -> Any:

@@ -20,6 +20,7 @@ from django.utils.timesince import timesince
 from health import services
 from health.console import selectors as console_selectors
 from health.console import services as console_services
+from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import tasks as _drill_tasks  # noqa: F401 - registers the drill task in every worker
 from health.console import views
 from health.console.charts import Series, line_chart

@@ -162,7 +162,18 @@ def _publish_loop() -> None:
                 _log_quietly(logging.INFO, "pool statistics published again",
                              extra={"category": "fleet_publish_restored"})
             failing = False
+        _watch_quietly()
         _stop.wait(interval)
+
+
+def _watch_quietly() -> None:
+    from health.watchdog import health_stale_watch
+
+    try:
+        health_stale_watch()
+    except Exception as exc:  # noqa: BLE001 - the database away is the database check's news
+        _log_quietly(logging.INFO, "staleness not checked: %s", exc.__class__.__name__,
+                     extra={"category": "health_stale_watch_failed"})
 
 
 def _log_quietly(level: int, message: str, *args: Any, extra: dict[str, Any]) -> None:

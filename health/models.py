@@ -244,3 +244,24 @@ class DrillRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_DRILL_STATUSES
+
+
+class BreakerOverride(models.Model):
+    """One forcing of the gateway's circuit breaker from the console: the object its audit
+    entries (forced, ended) are about, so they show on the audit trail under one name."""
+
+    state = models.CharField(max_length=8, choices=[("open", "open"), ("closed", "closed")])
+    reason = models.CharField(max_length=200)
+    until = models.DateTimeField(help_text="The override ends by itself then.")
+    forced_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Ended from the console before `until`.")
+    ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    end_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"breaker forced {self.state} at {self.created_at:%Y-%m-%d %H:%M} UTC"

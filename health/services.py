@@ -20,6 +20,8 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from config import queueing, ticks
+from config.postgres.leaks import leaks as connection_leaks
+from config.retention import PRUNE_BATCH, rows_delete_in_batches
 from health import fleet
 from health.checks import Check, default_checks
 from health.checks.base import STATUS_RANK, Reading
@@ -39,12 +41,12 @@ from health.models import (
 )
 from health.rules import Finding, findings_for
 from health.selectors import Staleness, silences_active
+from health.signing import webhook_signed
 
 logger = logging.getLogger(__name__)
 
 HYSTERESIS_CHECKS = 2  # consecutive checks a condition must be absent before its alert clears
 REOPEN_WINDOW = timedelta(hours=1)  # a condition back within this reopens its resolved alert
-PRUNE_BATCH = 5000  # rows per DELETE, so pruning never holds long locks
 WEBHOOK_TIMEOUT = 10.0  # s
 # A notification with no attempt this long after it was written lost its task (a Redis outage
 # when it was queued, or a task in transit when the connection broke): the health run sends it
@@ -102,6 +104,7 @@ def pool_stats_collect() -> dict[str, Any]:
 
     if db is not None:
         db["recent"] = section("db.")
+        db["leaks"] = connection_leaks()
     if answers is not None:
         answers["recent"] = section("dba.")
     for pool in http:
@@ -308,14 +311,12 @@ def _emit_metrics(readings: dict[str, Reading], run: HealthCheckRun) -> None:
 def health_history_prune(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> dict[str, int]:
     """Deletes snapshots and runs older than HEALTH_RETENTION_DAYS, `batch` rows per statement."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.HEALTH_RETENTION_DAYS)
-    deleted = {"snapshots": 0, "runs": 0}
-    for model, key, field in ((ComponentSnapshot, "snapshots", "checked_at"), (HealthCheckRun, "runs", "tick")):
-        while True:
-            ids = model.objects.filter(**{f"{field}__lt": cutoff}).order_by(field).values("pk")[:batch]
-            count, _ = model.objects.filter(pk__in=ids).delete()
-            deleted[key] += count
-            if count < batch:
-                break
+    deleted = {
+        "snapshots": rows_delete_in_batches(rows=ComponentSnapshot.objects.filter(checked_at__lt=cutoff),
+                                            oldest_first_by="checked_at", batch=batch),
+        "runs": rows_delete_in_batches(rows=HealthCheckRun.objects.filter(tick__lt=cutoff),
+                                       oldest_first_by="tick", batch=batch),
+    }
     logger.info("health history pruned: %s snapshots, %s runs", deleted["snapshots"], deleted["runs"],
                 extra={"category": "health_pruned", **deleted})
     return deleted
@@ -663,8 +664,9 @@ def alert_notification_send(*, notification_id: int) -> AlertNotification | None
         try:
             from payments.gateway.outbound import get_outbound
 
-            response = get_outbound().post(settings.ALERT_WEBHOOK_URL, json=_webhook_body(notification),
-                                           timeout=WEBHOOK_TIMEOUT)
+            body, headers = webhook_signed(payload=_webhook_body(notification), secret=settings.ALERT_WEBHOOK_SECRET)
+            response = get_outbound().request("POST", settings.ALERT_WEBHOOK_URL, data=body, headers=headers,
+                                              timeout=WEBHOOK_TIMEOUT)
             if not 200 <= response.status_code < 300:
                 raise NotificationFailed(f"answered {response.status_code}")
         except Exception as exc:  # noqa: BLE001

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from config import ticks
-from health import services
+from health import retention, services
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,11 @@ def health_check_run(self, interval: int | None = None) -> None:  # type: ignore
 
 @shared_task(name="health.tasks.health_history_prune", bind=True, ignore_result=True)
 def health_history_prune(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Daily: snapshots, runs, notifications and drill runs past HEALTH_RETENTION_DAYS."""
     if not ticks.once_per_tick(self.request, scope=services.PRUNE_SCOPE):
-        return {"snapshots": 0, "runs": 0}
-    return services.health_history_prune()
+        return {"snapshots": 0, "runs": 0, "notifications": 0, "drill_runs": 0}
+    return {**services.health_history_prune(), "notifications": retention.alert_notifications_prune(),
+            "drill_runs": retention.drill_runs_prune()}
 
 
 @shared_task(name="health.tasks.alert_notify", bind=True, ignore_result=True, acks_late=True,

@@ -12,13 +12,13 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 from payments import refunds, services
 from payments.forms import RefundForm, SettleForm
-from payments.models import SETTLED_BY_HAND
 from payments.money import money_format
 from payments.selectors import payment_unknown_summary, refund_unknown_summary, with_display
-from payments.models import ApiClient, Payment, PaymentAttempt, Refund
+from payments.models import SETTLED_BY_HAND, ApiClient, Payment, PaymentAttempt, Refund
 
 
 class CurrencyFilter(admin.SimpleListFilter):
@@ -208,7 +208,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     search_fields = ("name", "prefix")
     fields = ("name", "prefix", "is_active", "created", "last_used_at", "revoked_at")
     readonly_fields = ("prefix", "is_active", "created", "last_used_at", "revoked_at")
-    actions = ("revoke",)
+    actions = ("rotate", "revoke")
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form, change: bool) -> None:  # type: ignore[no-untyped-def]
         if change:
@@ -216,8 +216,30 @@ class ApiClientAdmin(admin.ModelAdmin):
             return
         client, raw_key = services.api_key_create(name=obj.name, created_by=request.user)
         obj.pk, obj.prefix = client.pk, client.prefix
-        self.message_user(request, f"API key for {client.name} (shown this once, store it now): {raw_key}",
-                          messages.WARNING)
+        request._new_api_keys = [(client, raw_key)]  # type: ignore[attr-defined]  # for response_add, this request only
+
+    def response_add(self, request: HttpRequest, obj: ApiClient, post_url_continue: str | None = None) -> HttpResponse:
+        return self._new_keys_page(request, getattr(request, "_new_api_keys", []), "A new API key was created.")
+
+    @admin.action(description="Rotate the selected keys (the old key stops working at once)", permissions=["change"])
+    def rotate(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> HttpResponse:
+        rotated = []
+        for client in queryset.order_by("name"):
+            old_prefix = client.prefix
+            rotated.append((client, services.api_key_rotate(client=client)))
+            self.log_change(request, client, f"Rotated the API key (old prefix {old_prefix}, new {client.prefix})")
+        return self._new_keys_page(request, rotated, f"{len(rotated)} key(s) rotated; the old ones no longer work.")
+
+    def _new_keys_page(self, request: HttpRequest, keys: list[tuple[ApiClient, str]], intro: str) -> HttpResponse:
+        # The key goes to this response only: never to Django's messages (a readable, if signed,
+        # cookie by default), the session or any table.
+        response = TemplateResponse(request, "admin/payments/apiclient/new_key.html", {
+            **self.admin_site.each_context(request), "title": "New API key", "keys": keys, "intro": intro,
+            "opts": self.model._meta,
+        })
+        add_never_cache_headers(response)
+        patch_cache_control(response, no_store=True, private=True)
+        return response
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:

@@ -69,10 +69,15 @@ def api_key_create(*, name: str, created_by: Any = None) -> tuple[ApiClient, str
 
 
 def api_key_rotate(*, client: ApiClient) -> str:
+    """Gives the client a new key and returns it (the only time it is seen); the old key stops
+    working at once in every process (the save announces the change to the key caches)."""
+    old_prefix = client.prefix
     prefix = secrets.token_hex(4)
     raw_key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     client.prefix, client.key_hash, client.is_active, client.revoked_at = prefix, hash_key(raw_key), True, None
     client.save(update_fields=["prefix", "key_hash", "is_active", "revoked_at"])
+    logger.info("api key rotated", extra={"category": "api_key_rotated", "client": client.name,
+                                          "old_prefix": old_prefix, "prefix": prefix})
     return raw_key
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from config import ticks
-from payments import refunds, services
+from payments import refunds, retention, services
 
 CLAIM_RETRIES = 3
 SWEEP_SCOPE = "payments:sweep"  # its claims: payops:payments:sweep:tick:<epoch s>
+PRUNE_SCOPE = "payments:prune"
 
 
 @shared_task(name="payments.tasks.payment_settle_task", bind=True, ignore_result=True, acks_late=True,
@@ -33,3 +34,11 @@ def payment_settle_sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def
     if not ticks.once_per_tick(self.request, scope=SWEEP_SCOPE):
         return {"queued": 0, "expired": 0}
     return services.payment_settle_due()
+
+
+@shared_task(name="payments.tasks.idempotency_records_prune", bind=True, ignore_result=True)
+def idempotency_records_prune(self) -> int:  # type: ignore[no-untyped-def]
+    """Daily: idempotency records past their replay window, once per tick."""
+    if not ticks.once_per_tick(self.request, scope=PRUNE_SCOPE):
+        return 0
+    return retention.idempotency_records_prune()

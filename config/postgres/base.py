@@ -23,6 +23,7 @@ from psycopg_pool import ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
 from config import queueing
+from config.postgres import leaks
 
 logger = logging.getLogger(__name__)
 
@@ -99,12 +100,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _close(self) -> None:
         if self.connection is not None and self.pool is not None:
             mark_returned(self.connection)
+            leaks.returned(self.connection)
         super()._close()
 
     def get_new_connection(self, conn_params):
         if self.pool is not None and self.alias not in _verified:
             self._wait_for_server(dict(conn_params))
-        return super().get_new_connection(conn_params)
+        conn = super().get_new_connection(conn_params)
+        if self.pool is not None:
+            leaks.lent(conn)
+        return conn
 
     def _wait_for_server(self, conn_params: dict) -> None:
         with _verified_lock:

@@ -29,8 +29,12 @@ class DatabaseCheck(Check):
         capacity = server["max_connections"] - settings.DB_CONNECTION_RESERVE
         # What the fleet may open: every pool, and the answers lanes beside them.
         may_open = figures["max"] + figures["answers_max"]
+        # Behind PgBouncer the pools' connections are PgBouncer's clients: the server sees only
+        # PgBouncer's own pool (its default_pool_size), so the pools' sum is no demand on the server.
+        behind_pgbouncer = settings.DB_PGBOUNCER
         figures["server"] = {**server, "reserve": settings.DB_CONNECTION_RESERVE, "capacity": capacity,
-                             "pool_max_total": may_open, "fits": may_open <= capacity}
+                             "pool_max_total": may_open, "fits": behind_pgbouncer or may_open <= capacity,
+                             "behind_pgbouncer": behind_pgbouncer}
         reading = Reading(figures=figures, message=_message(figures))
         reading.utilisation["pool_utilisation"] = figures["utilisation_pct"]
         reading.utilisation["server_connections"] = percent(server["total"], server["max_connections"])
@@ -42,7 +46,14 @@ class DatabaseCheck(Check):
                 "pool_exhausted", "error",
                 f"{count} database connection requests timed out in the last {docs[0]['window_s']:.0f} s ({where})",
             ))
-        if may_open > capacity:
+        if figures["leaks"]:
+            longest = figures["leaks"][0]
+            reading.problems.append(Problem(
+                "connection_leak", "warning",
+                f"{len(figures['leaks'])} database connection(s) lent out longer than {settings.DB_LEAK_THRESHOLD:.0f} s; "
+                f"longest {longest['held_s']:.0f} s, taken by {longest['where']} ({longest['process']})",
+            ))
+        if may_open > capacity and not behind_pgbouncer:
             reading.problems.append(Problem(
                 "pool_oversubscribed", "warning",
                 f"pools may open {may_open} connections; the server has {capacity} "
@@ -65,6 +76,7 @@ def _pool(doc: dict[str, Any]) -> dict[str, Any]:
         "answers_max": answers.get("max", 0), "answers_in_use": answers.get("in_use", 0),
         "exhausted_503": int(doc.get("db_failures", {}).get("recent", {}).get("db_pool_exhausted", 0)),
         "unavailable_503": int(doc.get("db_failures", {}).get("recent", {}).get("db_unavailable", 0)),
+        "leaks": db.get("leaks") or [],
     }
 
 
@@ -82,6 +94,9 @@ def _fleet_figures(pools: list[dict[str, Any]], *, shared: bool) -> dict[str, An
         "processes": len(pools),
         "shared": shared,
         "pools": pools,
+        # Every connection held past DB_LEAK_THRESHOLD in the fleet, longest first.
+        "leaks": sorted(({**leak, "process": p["process"]} for p in pools for leak in p["leaks"]),
+                        key=lambda leak: -leak["held_s"]),
     }
 
 

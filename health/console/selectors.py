@@ -207,6 +207,7 @@ class Fleet:
     db_max_total: int = 0
     server: dict[str, Any] | None = None
     capacity: int | None = None
+    behind_pgbouncer: bool = False  # DB_PGBOUNCER: the pools are PgBouncer's clients, not the server's
 
 
 def fleet_overview() -> Fleet:
@@ -233,7 +234,8 @@ def fleet_overview() -> Fleet:
             "web": doc.get("web"),  # a gunicorn worker's threads (config/queueing.py)
         })
     fleet = Fleet(processes=processes, available=True,
-                  db_max_total=sum((p["db"] or {}).get("max", 0) + p["db_answers_max"] for p in processes))
+                  db_max_total=sum((p["db"] or {}).get("max", 0) + p["db_answers_max"] for p in processes),
+                  behind_pgbouncer=settings.DB_PGBOUNCER)
     try:
         fleet.server = server_connection_stats()
         fleet.capacity = fleet.server["max_connections"] - settings.DB_CONNECTION_RESERVE

@@ -21,7 +21,15 @@ from config.redis import get_redis
 from health import services as health_services
 from health.console import drills
 from health.console.selectors import PROGRESS_KEY, drill_progress
-from health.models import ACTIVE_ALERT_STATUSES, Alert, DrillKind, DrillRun, DrillStatus, Silence
+from health.models import (
+    ACTIVE_ALERT_STATUSES,
+    Alert,
+    BreakerOverride,
+    DrillKind,
+    DrillRun,
+    DrillStatus,
+    Silence,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +112,15 @@ def _duration(delta: timedelta) -> str:
 
 
 # --- The gateway breaker -------------------------------------------------------------------------
+@transaction.atomic
 def breaker_force(*, by: AbstractBaseUser, state: str, reason: str, minutes: int) -> datetime:
     """Holds the gateway's circuit open or closed for the whole fleet until now + `minutes`."""
     from payments.gateway import get_gateway
 
     until = timezone.now() + timedelta(minutes=minutes)
     get_gateway().breaker.force(state=state, reason=reason, until=until, by=by.get_username())
-    audit_log(by=by, repr_="payment gateway circuit breaker",
+    override = BreakerOverride.objects.create(state=state, reason=reason, until=until, forced_by=by)
+    audit_log(by=by, obj=override, flag=ADDITION,
               message=f"Forced {state} until {until:%Y-%m-%d %H:%M} UTC: {reason}")
     logger.warning("breaker forced %s by %s from the console", state, by.get_username(),
                    extra={"category": "console_breaker_forced", "state": state, "by": by.get_username(),
@@ -118,11 +128,20 @@ def breaker_force(*, by: AbstractBaseUser, state: str, reason: str, minutes: int
     return until
 
 
+@transaction.atomic
 def breaker_force_clear(*, by: AbstractBaseUser, reason: str) -> None:
     from payments.gateway import get_gateway
 
     get_gateway().breaker.clear_force(by=by.get_username())
-    audit_log(by=by, repr_="payment gateway circuit breaker", message=f"Override ended: {reason}")
+    now = timezone.now()
+    override = BreakerOverride.objects.filter(ended_at__isnull=True, until__gt=now).first()
+    if override is None:
+        # Forced by other means (the CLI, Redis) or already run out: the entry still says who ended it.
+        audit_log(by=by, repr_="payment gateway circuit breaker", message=f"Override ended: {reason}")
+        return
+    override.ended_at, override.ended_by, override.end_reason = now, by, reason
+    override.save(update_fields=["ended_at", "ended_by", "end_reason"])
+    audit_log(by=by, obj=override, message=f"Override ended: {reason}")
 
 
 # --- Drills -------------------------------------------------------------------------------------

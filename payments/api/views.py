@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -89,9 +90,13 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
     `open_first(key, request_hash, endpoint, lease)` writes the resource with a first claim."""
     key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     digest = request_hash(data)
-    claim = services.idempotency_claim(
-        client=client, key=key, endpoint=endpoint, request_hash=digest,
-        open_first=(lambda lease: open_first(key, digest, endpoint, lease)) if open_first is not None else None)
+    try:
+        claim = services.idempotency_claim(
+            client=client, key=key, endpoint=endpoint, request_hash=digest,
+            open_first=(lambda lease: open_first(key, digest, endpoint, lease)) if open_first is not None else None)
+    except IntegrityError as exc:
+        _refuse_an_expired_key(exc)
+        raise
     if claim.kind == "mismatch":
         raise ApiError(409, "idempotency_key_reused",
                        "This Idempotency-Key was used with different parameters.", "Idempotency-Key",
@@ -111,6 +116,8 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
         # and only delay the 503; the lease runs out by itself.
         if classify_db_error(exc) is None:
             services.idempotency_release(record=claim.record)
+        if isinstance(exc, IntegrityError):
+            _refuse_an_expired_key(exc)
         raise
     if claim.record.locked_until is not None:  # not already released with the payment's first answer
         services.idempotency_release(record=claim.record, status=status if final else None,
@@ -118,6 +125,20 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
     if status == 503:
         return _unavailable(body["error"]["code"], body["error"]["message"], body.pop("_retry_after", None))
     return JsonResponse(body, status=status)
+
+
+# A payment or refund keeps its key for good, while the key's record (the answer to replay) is
+# pruned after the replay window (payments/retention.py).
+_KEY_OF_A_RESOURCE = frozenset({"payment_unique_idempotency_key", "refund_unique_idempotency_key"})
+
+
+def _refuse_an_expired_key(exc: IntegrityError) -> None:
+    """A key reused after its replay window is a 409 that says so (Stripe would charge anew; the
+    resource that holds the key forbids a second one); any other conflict is left to the caller."""
+    if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) in _KEY_OF_A_RESOURCE:
+        raise ApiError(409, "idempotency_key_expired",
+                    "This Idempotency-Key was used more than 24 hours ago and its answer is no longer kept; "
+                       "send the request with a new key.", "Idempotency-Key", type="idempotency_error") from exc
 
 
 @api_view({"GET", "POST"})

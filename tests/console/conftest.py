@@ -17,6 +17,7 @@ from tests.support.processes import celery_worker
 
 GROUP_MIGRATION = importlib.import_module("health.migrations.0003_console_groups")
 GATEWAY_EVENT_MIGRATION = importlib.import_module("health.migrations.0005_gateway_event_permissions")
+AUDIT_MIGRATION = importlib.import_module("health.migrations.0007_audit_trail_permissions")
 PASSWORD = "pw-console-1"
 
 
@@ -59,9 +60,11 @@ def ensure_groups() -> None:
 
     if Group.objects.filter(name__in=list(GROUP_MIGRATION.GROUPS)).count() == len(GROUP_MIGRATION.GROUPS):
         return
-    state = MigrationExecutor(connection).loader.project_state(("health", "0005_gateway_event_permissions"))
+    loader = MigrationExecutor(connection).loader
+    state = loader.project_state(("health", "0005_gateway_event_permissions"))
     GROUP_MIGRATION.create_groups(state.apps, None)
     GATEWAY_EVENT_MIGRATION.add_permissions(state.apps, None)
+    AUDIT_MIGRATION.grant(loader.project_state(("health", "0007_audit_trail_permissions")).apps, None)
 
 
 @pytest.fixture

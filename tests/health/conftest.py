@@ -91,7 +91,7 @@ class WebhookReceiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 time.sleep(receiver.delay)
-                receiver.received.append({"json": json.loads(body), "headers": dict(self.headers)})
+                receiver.received.append({"json": json.loads(body), "headers": dict(self.headers), "raw": body})
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

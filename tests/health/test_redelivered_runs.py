@@ -83,7 +83,7 @@ def test_the_daily_prune_runs_once_per_tick(caplog, fresh_prune_ticks) -> None:
     headers = ticks.beat_headers("health-prune", 60.0)
     first = prune_task.apply(headers=headers, task_id=str(uuid.uuid4())).get()
     second = prune_task.apply(headers=headers, task_id=str(uuid.uuid4())).get()
-    assert first == second == {"snapshots": 0, "runs": 0}
+    assert first == second == {"snapshots": 0, "runs": 0, "notifications": 0, "drill_runs": 0}
     categories = [getattr(r, "category", "") for r in caplog.records]
     assert categories.count("health_pruned") == 1 and categories.count("tick_skipped") == 1
 

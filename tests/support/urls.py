@@ -17,4 +17,4 @@ def hold_db(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"held_ms": ms})
 
 
-urlpatterns = [*service_urls, path("_test/hold-db", hold_db)]
+urlpatterns = [*service_urls, path("_test/hold-db", hold_db, name="test_hold_db")]
