@@ -53,8 +53,11 @@ print("seeded")
 
 def _local_apps() -> list[str]:
     """Our apps with migrations, in the order Django loads them (payments before health)."""
+    installed = Path(sys.prefix).resolve()  # the virtualenv may live inside the checkout (.venv)
     return [config.label for config in apps.get_app_configs()
-            if Path(config.path).resolve().is_relative_to(ROOT) and (Path(config.path) / "migrations").is_dir()]
+            if Path(config.path).resolve().is_relative_to(ROOT)
+            and not Path(config.path).resolve().is_relative_to(installed)
+            and (Path(config.path) / "migrations").is_dir()]
 
 
 @pytest.fixture

@@ -68,6 +68,11 @@ class GatewayRetry(Retry):
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # type: ignore[no-untyped-def]
         new = super().increment(method, url, response, error, _pool, _stacktrace)
+        if response is not None and answers.classify(response.status) == "conflict":
+            # The gateway is still working on our first try under this key and executed
+            # nothing for this one: waiting for its answer costs no try, only time, and the
+            # deadline below bounds that (Stripe: a 409 in progress is safe to retry).
+            new = new.new(total=self.total, status=self.status)
         limit = getattr(_deadline, "value", None)
         if limit is not None:
             deadline, budget = limit

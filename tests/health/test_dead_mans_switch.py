@@ -10,9 +10,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
+from django.conf import settings
 
 from health.models import Alert, HealthCheckRun
 from health.signing import HEADER
@@ -24,6 +26,13 @@ INTERVAL = 1  # s; the switch trips after three without a run
 SECRET = "dead-man-" + "5" * 32
 ENV = {"HEALTH_CHECK_INTERVAL": str(INTERVAL), "HEALTH_PUBLISH_INTERVAL": "1", "HEALTH_STALE_WATCH": "true",
        "ALERT_WEBHOOK_SECRET": SECRET, "ALERT_EMAILS": ""}
+
+
+def _own_redis() -> str:
+    """A Redis database of this test's fleet alone: the suite's own worker (another fleet, with
+    no webhook configured) must not take this fleet's notification tasks off the broker."""
+    parts = urlsplit(settings.REDIS_URL)
+    return urlunsplit(parts._replace(path="/4"))
 
 
 @contextlib.contextmanager
@@ -46,7 +55,7 @@ def _stale_posts(webhook) -> list[dict]:  # type: ignore[no-untyped-def]
 
 def test_with_beat_and_the_worker_stopped_the_web_processes_raise_and_send_the_switch(webhook, tmp_path,
                                                                                        sandbox) -> None:
-    env = {**ENV, "ALERT_WEBHOOK_URL": webhook.url, "PAYMENT_GATEWAY_URL": sandbox.proxy_url}
+    env = {**ENV, "ALERT_WEBHOOK_URL": webhook.url, "PAYMENT_GATEWAY_URL": sandbox.proxy_url, "REDIS_URL": _own_redis()}
     web_log = tmp_path / "web.log"
     with gunicorn(workers=2, threads=2, log=web_log, **env) as base:
         for _ in range(4):  # the load balancer's probes start each worker's publisher; nobody reads /health/status

@@ -91,6 +91,20 @@ def test_slow_gateway_409_while_the_first_try_runs_is_never_a_failure(gateway) -
     assert [i["id"] for i in gateway.intents_for("payment_id", payment.id)] == [payment.gateway_id]
 
 
+def test_409s_are_waited_out_within_the_deadline_and_the_first_try_answers(gateway) -> None:
+    """The gateway finishes the first try before our deadline: the retries that got 409 cost
+    no try of the budget, and the replay of the first try's answer is the payment's answer."""
+    _, key = make_client()
+    gateway.fault("slow", count=1, delay_ms=int(settings.PAYMENT_TIMEOUT * 1000 * 1.6), **ON_CREATE)
+    response = Api(key).pay()
+    assert response.status_code == 201, response.content
+    payment = Payment.objects.get(pk=response.json()["id"])
+    outcomes = list(payment.attempts.values_list("outcome", flat=True))
+    assert outcomes[0] == "timeout" and outcomes[-1] == "ok"
+    assert "conflict" in outcomes and len(outcomes) > settings.PAYMENT_RETRY_ATTEMPTS  # 409s cost no try
+    assert [i["id"] for i in gateway.intents_for("payment_id", payment.id)] == [payment.gateway_id]
+
+
 def test_a_resend_is_byte_identical_whatever_order_the_metadata_came_in(gateway) -> None:
     """A re-send rebuilds metadata from jsonb (keys sorted); the first send had the client's
     order. The proxy fingerprints the body's bytes, as a strict gateway does."""
