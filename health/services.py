@@ -220,8 +220,14 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
     return run
 
 
+# Components whose outage leaves payments flowing (rate limit and breaker fall back to each
+# process): down themselves, they make the service degraded, never down.
+DEGRADE_ONLY = frozenset({"redis"})
+
+
 def _overall(readings: dict[str, Reading]) -> str:
-    worst = max((STATUS_RANK.get(r.status, 2) for r in readings.values()), default=0)
+    worst = max((min(STATUS_RANK.get(r.status, 2), STATUS_RANK["degraded"]) if name in DEGRADE_ONLY
+                 else STATUS_RANK.get(r.status, 2) for name, r in readings.items()), default=0)
     return {rank: status for status, rank in STATUS_RANK.items()}[worst]
 
 

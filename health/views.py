@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 from psycopg_pool import PoolTimeout
 
 from config.errors import error_response
-from config.redis import get_redis
+from config.shutdown import shutting_down
 from health import selectors, services
 
 READY_DB_WAIT = 2.0  # s; a probe must answer well inside the balancer's own timeout
@@ -47,21 +47,16 @@ def _database() -> dict:
     return {"status": "ok", "ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def _redis() -> dict:
-    started = time.perf_counter()
-    try:
-        get_redis().ping()
-    except Exception as exc:
-        return {"status": "down", "ok": False, "error": exc.__class__.__name__}
-    return {"status": "ok", "ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-
-
 @never_cache
 @require_GET
 def ready(request: HttpRequest) -> JsonResponse:
-    """Database and Redis reachable. The gateway is left out on purpose: its outage must
-    never take the whole fleet out of the load balancer."""
-    checks = {"database": _database(), "redis": _redis()}
+    """This process can serve: the database answers and it is not shutting down. Neither
+    Redis nor the gateway is asked: payments go on without Redis (rate limit and breaker fall
+    back to this process), and an outage of either must never empty the load balancer; both
+    show as degraded in /health/status instead."""
+    if shutting_down():
+        return JsonResponse({"status": "shutting_down", "checks": {}}, status=503)
+    checks = {"database": _database()}
     ok = all(check.pop("ok") for check in checks.values())
     return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
