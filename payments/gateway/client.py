@@ -21,6 +21,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Timeout
 
+from payments.figures import record_gateway_call
 from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
 from payments.gateway.errors import GatewayError, GatewayTimeout, GatewayUnavailable
 from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
@@ -225,6 +226,7 @@ class GatewayClient:
         if permit is not None and self.breaker is not None:
             self.breaker.record(permit, outcome=_breaker_outcome(result), duration=elapsed)
         self._log(method, path, result, elapsed, idempotency_key)
+        record_gateway_call(method=method, path=path, result=result)
         return result
 
     def _prepare(self, method: str, path: str, data: dict[str, Any] | None,
