@@ -73,6 +73,7 @@ class NotificationFailed(Exception):
 # --- Pool statistics -----------------------------------------------------------------------
 def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
+    from payments.figures import figures_snapshot
     from payments.gateway.pools import http_pool_stats
 
     from config.postgres.lane import existing_lane
@@ -123,6 +124,8 @@ def pool_stats_collect() -> dict[str, Any]:
         "http": http,
         "logging": logs,
         "web": web,
+        # Totals since the process started; the health run takes differences between runs.
+        "payments": figures_snapshot(),
     }
 
 

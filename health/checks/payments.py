@@ -1,12 +1,14 @@
-"""Payments: how many are in flight, and how many sit unsettled past their age limit."""
+"""Payments: how many are in flight, how many sit unsettled past their age limit, and what
+the fleet's payments did since the last run (outcomes, declines, gateway latency)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 
-from health.checks.base import Check, Problem, Reading
+from health.checks.base import Check, Problem, Reading, fleet_view
 
 
 class PaymentsCheck(Check):
@@ -19,10 +21,12 @@ class PaymentsCheck(Check):
         overdue = payment_unknown_summary(older_than=timedelta(seconds=max_age))
         in_flight = payment_in_flight_summary()
         count = sum(row["count"] for row in overdue)
+        traffic, totals = _traffic()
         reading = Reading(
             figures={"in_flight": in_flight, "in_use": in_flight["count"], "unknown_overdue": overdue,
-                     "errors": count},
-            message=f"{in_flight['count']} payments in flight; {count} unsettled beyond {max_age} s",
+                     "errors": count, "traffic": traffic, "traffic_totals": totals},
+            message=f"{in_flight['count']} payments in flight; {count} unsettled beyond {max_age} s"
+                    + _traffic_message(traffic),
         )
         if count:
             amounts = ", ".join(f"{row['currency']} {row['amount']}" for row in overdue)
@@ -31,3 +35,22 @@ class PaymentsCheck(Check):
                 f"{count} payments unsettled for more than {max_age} s ({amounts}, minor units)",
             ))
         return reading
+
+
+def _traffic() -> tuple[dict[str, Any], dict[str, Any]]:
+    from health.payment_figures import fleet_totals, interval_figures
+    from health.selectors import payment_figures_baseline
+
+    docs, shared = fleet_view()
+    totals = fleet_totals(docs)
+    traffic = interval_figures(totals=totals, baseline=payment_figures_baseline())
+    traffic["shared"] = shared
+    return traffic, totals
+
+
+def _traffic_message(traffic: dict[str, Any]) -> str:
+    if not traffic["total"]:
+        return ""
+    latency = traffic["latency"]
+    p95 = f", gateway p95 {latency['p95_ms']:.0f} ms" if latency["p95_ms"] is not None else ""
+    return f"; {traffic['total']} payments since the last run, {traffic['success_rate_pct']:.0f}% succeeded{p95}"
