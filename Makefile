@@ -16,6 +16,7 @@ test: prepare
 prepare:
 	@scripts/bootstrap.sh
 	@scripts/browser.sh
+	@scripts/promtool.sh
 	@scripts/services.sh payops
 
 # A development .env (DEBUG on, a fresh secret) on first run; never overwritten.

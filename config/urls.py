@@ -11,6 +11,7 @@ if settings.STAFF_OTP_REQUIRED:
 urlpatterns = [
     path("api/v1/", include("payments.api.urls")),
     path("health/", include("health.urls")),
+    path("", include("health.metrics_urls")),
     path("admin/", admin.site.urls),
 ]
 
