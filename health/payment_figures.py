@@ -172,3 +172,33 @@ def _sum(a: Any, b: Any) -> Any:
     if b is None:
         return a
     return a + b
+
+
+def emf_metrics(traffic: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
+    """The interval's figures as CloudWatch metrics (name: (value, unit)), one record per run."""
+    payments, gateway, latency = traffic["payments"], traffic["gateway"], traffic["latency"]
+    refunds = traffic.get("refunds", {})
+    return {
+        "Payments": (traffic["total"], "Count"),
+        "PaymentsSucceeded": (payments["succeeded"], "Count"),
+        "PaymentsFailed": (payments["failed"], "Count"),
+        "PaymentsUnknown": (payments["unknown"], "Count"),
+        "PaymentsCanceled": (payments["canceled"], "Count"),
+        "PaymentsShed": (payments["shed"], "Count"),
+        "PaymentsRequiresAction": (payments["requires_action"], "Count"),
+        "PaymentSuccessRate": (traffic["success_rate_pct"], "Percent"),
+        "PaymentsPerMinute": (traffic["per_minute"], "None"),
+        "GatewayAttempts": (gateway["attempts"], "Count"),
+        "GatewayRetries": (gateway["retries"], "Count"),
+        "GatewayTimeouts": (gateway["timeouts"], "Count"),
+        "GatewayTimeoutRate": (gateway["timeout_rate_pct"], "Percent"),
+        "GatewayConflicts": (gateway["conflicts"], "Count"),
+        "GatewayRateLimited": (gateway["rate_limited"], "Count"),
+        "GatewayServerErrors": (gateway["server_errors"], "Count"),
+        "GatewayLatencyP50": (latency["p50_ms"], "Milliseconds"),
+        "GatewayLatencyP95": (latency["p95_ms"], "Milliseconds"),
+        "GatewayLatencyP99": (latency["p99_ms"], "Milliseconds"),
+        "RefundsSucceeded": (refunds.get("succeeded", 0), "Count"),
+        "RefundsFailed": (refunds.get("failed", 0), "Count"),
+        "RefundsUnknown": (refunds.get("unknown", 0), "Count"),
+    }

@@ -310,6 +310,12 @@ def _emit_metrics(readings: dict[str, Reading], run: HealthCheckRun) -> None:
                 "Errors": (f.get("errors"), "Count"),
             })
         emit_metrics(None, {"component": "health"}, {"RunDurationMs": (run.duration_ms, "Milliseconds")})
+        payments = readings.get("payments")
+        traffic = payments.figures.get("traffic") if payments is not None else None
+        if traffic:
+            from health.payment_figures import emf_metrics
+
+            emit_metrics(None, {"component": "payments"}, emf_metrics(traffic))
     except Exception:  # noqa: BLE001 - metrics are a by-product; the run is stored
         logger.exception("health metrics not emitted", extra={"category": "metrics_error"})
 

@@ -3,6 +3,12 @@ stored by the health run, shown in /health/status."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+
 import pytest
 import requests
 
@@ -99,3 +105,45 @@ def test_quantiles_interpolate_inside_buckets_like_prometheus() -> None:
     assert histogram_quantile(0.75, bounds, [10, 10, 0, 0, 0]) == pytest.approx(0.15)
     assert histogram_quantile(0.95, bounds, [0, 0, 0, 10, 10]) == 1.0  # beyond the last bound: the bound
     assert histogram_quantile(0.5, list(latency_buckets()), [0] * 17 + [4, 0]) <= 1.0
+
+
+def test_each_run_writes_one_emf_record_with_the_intervals_figures(gateway, ticker) -> None:
+    from tests.logs.test_emf import assert_valid_emf
+
+    figures_reset()
+    api = Api(make_client()[1])
+    health_check_run(now=ticker(), checks=[PaymentsCheck()])
+    for _ in range(3):
+        assert api.pay().json()["status"] == "succeeded"
+        record_payment_outcome(status="succeeded")
+    record_payment_outcome(status="unknown")
+    with _metrics_records() as records:
+        run = health_check_run(now=ticker(), checks=[PaymentsCheck()])
+    traffic = traffic_of(run)
+    (event,) = [r for r in records if r.get("component") == "payments" and "Payments" in r]
+    assert_valid_emf(event)
+    assert (event["Payments"], event["PaymentsSucceeded"], event["PaymentsUnknown"]) == (4, 3, 1)
+    assert event["PaymentSuccessRate"] == 75.0
+    assert event["GatewayAttempts"] == 3 and event["GatewayTimeouts"] == 0
+    assert event["GatewayLatencyP95"] == traffic["latency"]["p95_ms"] > 0
+    units = {m["Name"]: m["Unit"] for m in event["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units["GatewayLatencyP95"] == "Milliseconds" and units["PaymentSuccessRate"] == "Percent"
+
+
+@contextlib.contextmanager
+def _metrics_records() -> Iterator[list[dict]]:
+    """The metrics logger's records during the block, as the service formats them."""
+    from config.logs.emf import METRICS_LOGGER
+    from config.logs.formatter import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(role="worker"))
+    logger = logging.getLogger(METRICS_LOGGER)
+    logger.addHandler(handler)
+    records: list[dict] = []
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        records.extend(json.loads(line) for line in stream.getvalue().splitlines())
