@@ -314,12 +314,22 @@ HEALTH_RETENTION_DAYS = env_int("HEALTH_RETENTION_DAYS", 7, minimum=1)  # days r
 HEALTH_CHECK_TIMEOUT = env_ms("HEALTH_CHECK_TIMEOUT", 5000)  # s, budget of each component check
 # s between two publications of one process's pool statistics to Redis; 0 turns them off
 HEALTH_PUBLISH_INTERVAL = env_int("HEALTH_PUBLISH_INTERVAL", 5, minimum=0)
-# Bearer token that unlocks /health/status details for monitors; empty: staff sessions only.
+# Bearer token that unlocks /health/status details and /metrics for monitors; empty: staff sessions only.
 HEALTH_STATUS_TOKEN = env_str("HEALTH_STATUS_TOKEN", "")
 HEALTH_QUEUE_WARNING = env_int("HEALTH_QUEUE_WARNING", 100, minimum=1)  # tasks waiting in the Celery queue
 DB_CONNECTION_RESERVE = env_int("DB_CONNECTION_RESERVE", 10)  # server connections no pool may count on
 PAYMENT_UNKNOWN_MAX_AGE = env_int("PAYMENT_UNKNOWN_MAX_AGE", 300, minimum=1)  # s a payment may stay unsettled
 ALERT_HYSTERESIS_MARGIN = env_int("ALERT_HYSTERESIS_MARGIN", 5, maximum=50)  # % below a threshold to clear
+# Gateway latency of payment creations over a health interval (its p95), in % of PAYMENT_TIMEOUT:
+# slow calls are seen before they time out.
+ALERT_LATENCY_WARNING = env_int("ALERT_LATENCY_WARNING", 50, minimum=1, maximum=100)  # % of PAYMENT_TIMEOUT
+ALERT_LATENCY_ERROR = env_int("ALERT_LATENCY_ERROR", 80, minimum=1, maximum=100)  # % of PAYMENT_TIMEOUT
+require(
+    ALERT_LATENCY_WARNING < ALERT_LATENCY_ERROR,
+    "ALERT_LATENCY_WARNING must be below ALERT_LATENCY_ERROR",
+)
+# Gateway tries of payment creations an interval needs before its p95 is judged (a quiet night never pages).
+ALERT_LATENCY_MIN_CALLS = env_int("ALERT_LATENCY_MIN_CALLS", 5, minimum=1)
 ALERT_ESCALATE_AFTER = env_int("ALERT_ESCALATE_AFTER", 3, minimum=1)  # checks an error lasts before critical
 ALERT_EMAILS = env_list("ALERT_EMAILS", [])  # addresses told of new critical/error alerts
 # Optional; often carries a secret token, so it is never logged or stored.

@@ -31,6 +31,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("PAYMENT_RETRY_ATTEMPTS", "1.5"),
         ("HEALTH_CHECK_INTERVAL", "soon"),
         ("ALERT_CRITICAL_THRESHOLD", "150"),
+        ("ALERT_LATENCY_ERROR", "150"),
+        ("ALERT_LATENCY_MIN_CALLS", "0"),
         ("DJANGO_DEBUG", "perhaps"),
         ("REDIS_URL", "localhost:6379"),
     ],
@@ -52,6 +54,12 @@ def test_warning_threshold_must_be_below_critical() -> None:
     result = manage("check", DJANGO_DEBUG="true", ALERT_WARNING_THRESHOLD="95")
     assert result.returncode == 2
     assert "ALERT_WARNING_THRESHOLD" in result.stderr
+
+
+def test_latency_warning_must_be_below_its_error() -> None:
+    result = manage("check", DJANGO_DEBUG="true", ALERT_LATENCY_WARNING="80")
+    assert result.returncode == 2
+    assert "ALERT_LATENCY_WARNING must be below ALERT_LATENCY_ERROR" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -92,6 +100,9 @@ def test_defaults_follow_the_contract(settings) -> None:
     assert settings.CLOUDWATCH_TIMEOUT == 15.0
     assert settings.ALERT_WARNING_THRESHOLD == 80
     assert settings.ALERT_CRITICAL_THRESHOLD == 90
+    # Gateway p95 latency: a warning above half the read timeout, an error above 80 % of it.
+    assert (settings.ALERT_LATENCY_WARNING, settings.ALERT_LATENCY_ERROR) == (50, 80)
+    assert settings.ALERT_LATENCY_MIN_CALLS == 5
     assert settings.HEALTH_CHECK_INTERVAL == 30
     db = settings.DATABASES["default"]
     assert db["CONN_MAX_AGE"] == 0

@@ -21,6 +21,18 @@ class Problem:
     message: str
 
 
+@dataclass(frozen=True)
+class Level:
+    """A value judged against thresholds of its own (warning, then error), with the same
+    hysteresis as utilisation: an alert at a level keeps it until the value falls
+    ALERT_HYSTERESIS_MARGIN below that level's threshold."""
+
+    value: float
+    warning: float
+    error: float
+    message: str
+
+
 @dataclass
 class Reading:
     status: str = "ok"  # ok, degraded, down
@@ -29,6 +41,8 @@ class Reading:
     # condition -> % of a capacity in use, judged against ALERT_*_THRESHOLD by the rules
     utilisation: dict[str, float] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # condition -> a value with thresholds of its own (gateway latency against the read timeout)
+    levels: dict[str, Level] = field(default_factory=dict)
 
 
 class CheckError(Exception):

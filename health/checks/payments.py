@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from health.checks.base import Check, Problem, Reading, fleet_view
+from health.checks.base import Check, Level, Problem, Reading, fleet_view
 
 
 class PaymentsCheck(Check):
@@ -28,6 +28,9 @@ class PaymentsCheck(Check):
             message=f"{in_flight['count']} payments in flight; {count} unsettled beyond {max_age} s"
                     + _traffic_message(traffic),
         )
+        latency = _latency_level(traffic)
+        if latency is not None:
+            reading.levels["gateway_latency"] = latency
         if count:
             amounts = ", ".join(f"{row['currency']} {row['amount']}" for row in overdue)
             reading.problems.append(Problem(
@@ -54,3 +57,20 @@ def _traffic_message(traffic: dict[str, Any]) -> str:
     latency = traffic["latency"]
     p95 = f", gateway p95 {latency['p95_ms']:.0f} ms" if latency["p95_ms"] is not None else ""
     return f"; {traffic['total']} payments since the last run, {traffic['success_rate_pct']:.0f}% succeeded{p95}"
+
+
+def _latency_level(traffic: dict[str, Any]) -> Level | None:
+    """The p95 of payment creations against the read timeout, once the interval had enough
+    tries to mean something: slow calls are seen while they still succeed."""
+    latency = traffic["latency"]
+    if latency["p95_ms"] is None or latency["count"] < settings.ALERT_LATENCY_MIN_CALLS:
+        return None
+    timeout_ms = latency["read_timeout_ms"]
+    share = round(100.0 * latency["p95_ms"] / timeout_ms, 1)
+    over = f" over {traffic['interval_s']:.0f} s" if traffic.get("interval_s") else ""
+    return Level(
+        value=share, warning=settings.ALERT_LATENCY_WARNING, error=settings.ALERT_LATENCY_ERROR,
+        message=(f"gateway p95 latency {latency['p95_ms']:.0f} ms{over} ({latency['count']} tries), {share:.0f}% "
+                 f"of the {timeout_ms} ms read timeout (warning above {settings.ALERT_LATENCY_WARNING}%, "
+                 f"error above {settings.ALERT_LATENCY_ERROR}%)"),
+    )

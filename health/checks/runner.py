@@ -84,6 +84,6 @@ def _settle_status(reading: Reading) -> None:
     """A reading with problems or a pool above the warning threshold is at least degraded."""
     worrying = bool(reading.problems) or any(
         value is not None and value > settings.ALERT_WARNING_THRESHOLD for value in reading.utilisation.values()
-    )
+    ) or any(level.value > level.warning for level in reading.levels.values())
     if worrying and STATUS_RANK.get(reading.status, 0) < STATUS_RANK["degraded"]:
         reading.status = "degraded"
