@@ -18,13 +18,25 @@ NOT_TRAFFIC = frozenset({"probe"})  # the health check's own calls are not payme
 # Final outcomes: requires_action waits for the customer and ends in one of these later.
 FINAL_OUTCOMES = ("succeeded", "failed", "unknown", "canceled", "shed")
 TOP_CODES = 10
+CARRY_FOR = 3600.0  # s a process missing from the fleet view keeps its last totals
 QUANTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 
 
-def fleet_totals(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The totals of every process that counted anything, and when the newest was published."""
+def fleet_totals(docs: list[dict[str, Any]], *, baseline: dict[str, Any] | None) -> dict[str, Any]:
+    """The totals of every process that counted anything, and when the newest was published.
+
+    A process the baseline knew but this view lacks (Redis away, or a publisher that missed
+    its turns) keeps its last totals for a while: when it shows again, only what it did
+    since is new. One unseen for CARRY_FOR seconds is taken as gone."""
+    at = max((doc.get("at", 0.0) for doc in docs), default=None)
     processes = {doc["process"]: doc["payments"] for doc in docs if _counted(doc.get("payments"))}
-    return {"at": max((doc.get("at", 0.0) for doc in docs), default=None), "processes": processes}
+    seen = {process: at for process in processes}
+    if baseline:
+        for process, totals in baseline.get("processes", {}).items():
+            last = baseline.get("seen", {}).get(process, baseline.get("at"))
+            if process not in processes and at is not None and last is not None and at - last < CARRY_FOR:
+                processes[process], seen[process] = totals, last
+    return {"at": at, "processes": processes, "seen": seen}
 
 
 def interval_figures(*, totals: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
@@ -45,7 +57,8 @@ def interval_figures(*, totals: dict[str, Any], baseline: dict[str, Any] | None)
     seconds = None
     if baseline and baseline.get("at") and totals.get("at"):
         seconds = round(max(0.0, totals["at"] - baseline["at"]), 1) or None
-    return _reading(merged, bounds=bounds, seconds=seconds, processes=len(totals["processes"]))
+    reporting = sum(1 for seen in totals.get("seen", {}).values() if seen == totals["at"])
+    return _reading(merged, bounds=bounds, seconds=seconds, processes=reporting)
 
 
 def _reading(merged: dict[str, Any], *, bounds: list[float], seconds: float | None,

@@ -45,8 +45,9 @@ def _traffic() -> tuple[dict[str, Any], dict[str, Any]]:
     from health.selectors import payment_figures_baseline
 
     docs, shared = fleet_view()
-    totals = fleet_totals(docs)
-    traffic = interval_figures(totals=totals, baseline=payment_figures_baseline())
+    baseline = payment_figures_baseline()
+    totals = fleet_totals(docs, baseline=baseline)
+    traffic = interval_figures(totals=totals, baseline=baseline)
     traffic["shared"] = shared
     return traffic, totals
 

@@ -147,3 +147,24 @@ def _metrics_records() -> Iterator[list[dict]]:
     finally:
         logger.removeHandler(handler)
         records.extend(json.loads(line) for line in stream.getvalue().splitlines())
+
+
+def test_a_process_missing_from_one_view_is_not_counted_twice_when_it_shows_again() -> None:
+    from health.payment_figures import fleet_totals, interval_figures
+
+    bounds = list(latency_buckets())
+
+    def doc(process: str, at: float, succeeded: int) -> dict:
+        return {"process": process, "at": at, "payments": {"buckets": bounds, "payments": {"succeeded": succeeded},
+                                                           "declines": {}, "refunds": {}, "gateway": {}}}
+
+    first = fleet_totals([doc("web-a:1", 100.0, 5), doc("worker:2", 100.0, 1)], baseline=None)
+    # Redis away: the run sees only its own process.
+    second = fleet_totals([doc("worker:2", 130.0, 2)], baseline=first)
+    assert interval_figures(totals=second, baseline=first)["payments"]["succeeded"] == 1
+    assert interval_figures(totals=second, baseline=first)["processes"] == 1
+    back = fleet_totals([doc("web-a:1", 160.0, 8), doc("worker:2", 160.0, 2)], baseline=second)
+    assert interval_figures(totals=back, baseline=second)["payments"]["succeeded"] == 3  # 8 - 5, not 8
+    # An hour unseen: gone, and no longer carried.
+    later = fleet_totals([doc("worker:2", 160.0 + 3700, 2)], baseline=back)
+    assert set(later["processes"]) == {"worker:2"}
