@@ -328,8 +328,23 @@ require(
     ALERT_LATENCY_WARNING < ALERT_LATENCY_ERROR,
     "ALERT_LATENCY_WARNING must be below ALERT_LATENCY_ERROR",
 )
-# Gateway tries of payment creations an interval needs before its p95 is judged (a quiet night never pages).
-ALERT_LATENCY_MIN_CALLS = env_int("ALERT_LATENCY_MIN_CALLS", 5, minimum=1)
+# Gateway tries an interval needs before its latency and timeout rate are judged (a quiet night never pages).
+ALERT_GATEWAY_MIN_CALLS = env_int("ALERT_GATEWAY_MIN_CALLS", 5, minimum=1)
+# Timeouts among an interval's gateway tries: a warning above the first, an error above the second.
+ALERT_TIMEOUT_RATE_WARNING = env_int("ALERT_TIMEOUT_RATE_WARNING", 2, minimum=1, maximum=100)  # % of tries
+ALERT_TIMEOUT_RATE_ERROR = env_int("ALERT_TIMEOUT_RATE_ERROR", 10, minimum=1, maximum=100)  # % of tries
+require(
+    ALERT_TIMEOUT_RATE_WARNING < ALERT_TIMEOUT_RATE_ERROR,
+    "ALERT_TIMEOUT_RATE_WARNING must be below ALERT_TIMEOUT_RATE_ERROR",
+)
+# Payments reaching an outcome in an interval (and in the hour before it) before their success rate
+# and decline codes are compared with the previous hour's.
+ALERT_PAYMENTS_MIN_VOLUME = env_int("ALERT_PAYMENTS_MIN_VOLUME", 20, minimum=1)
+ALERT_SUCCESS_DROP = env_int("ALERT_SUCCESS_DROP", 10, minimum=1, maximum=100)  # percentage points below the hour's
+# One decline code at this many times its share of the previous hour's payments, and at least
+# ALERT_DECLINE_SPIKE_MIN declines of it in the interval: a warning naming the code.
+ALERT_DECLINE_SPIKE_FACTOR = env_int("ALERT_DECLINE_SPIKE_FACTOR", 3, minimum=2)
+ALERT_DECLINE_SPIKE_MIN = env_int("ALERT_DECLINE_SPIKE_MIN", 10, minimum=1)  # declines of one code in an interval
 ALERT_ESCALATE_AFTER = env_int("ALERT_ESCALATE_AFTER", 3, minimum=1)  # checks an error lasts before critical
 ALERT_EMAILS = env_list("ALERT_EMAILS", [])  # addresses told of new critical/error alerts
 # Optional; often carries a secret token, so it is never logged or stored.

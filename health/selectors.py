@@ -74,6 +74,36 @@ def payment_figures_baseline() -> dict[str, Any] | None:
     return figures[TOTALS_KEY] if figures else None
 
 
+def payment_figures_recent(*, runs: int) -> dict[str, Any]:
+    """The payments of the latest `runs` stored intervals summed: final outcomes, successes and
+    declines per code; the baseline today's interval is compared with. Two indexed reads of at
+    most `runs` rows, aggregated in SQL."""
+    scope = """
+        SELECT figures FROM health_componentsnapshot
+        WHERE component = 'payments' AND figures ? 'traffic' ORDER BY checked_at DESC LIMIT %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT coalesce(sum((figures->'traffic'->>'total')::int), 0),
+                   coalesce(sum((figures->'traffic'->'payments'->>'succeeded')::int), 0)
+            FROM ({scope}) AS recent
+            """,
+            [runs],
+        )
+        total, succeeded = cursor.fetchone()
+        cursor.execute(
+            f"""
+            SELECT code, sum(n::int) FROM ({scope}) AS recent,
+                   jsonb_each_text(recent.figures->'traffic'->'declines') AS d(code, n)
+            GROUP BY code
+            """,
+            [runs],
+        )
+        declines = {code: int(count) for code, count in cursor.fetchall()}
+    return {"total": int(total), "succeeded": int(succeeded), "declines": declines}
+
+
 def fleet_pool_stats() -> list[dict[str, Any]]:
     """The pool figures every live web and worker process published to Redis, one dict per
     process (see health.fleet for the layout). Raises redis.RedisError when Redis is away."""

@@ -93,6 +93,13 @@ _view: tuple[float, list[dict[str, Any]], bool] | None = None
 VIEW_REUSE = 0.25  # s; the checks of one run share one read of the fleet
 
 
+def fleet_view_forget() -> None:
+    """A new run reads the fleet afresh: what the last run read is not this run's view."""
+    global _view
+    with _view_lock:
+        _view = None
+
+
 def fleet_view() -> tuple[list[dict[str, Any]], bool]:
     """(documents, shared): every live process's pool figures, this process's fresh ones in
     place of its published ones; `shared` is False when Redis is away and only this

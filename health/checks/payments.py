@@ -8,7 +8,8 @@ from typing import Any
 
 from django.conf import settings
 
-from health.checks.base import Check, Level, Problem, Reading, fleet_view
+from health.checks import payment_traffic
+from health.checks.base import Check, Problem, Reading, fleet_view
 
 
 class PaymentsCheck(Check):
@@ -28,9 +29,7 @@ class PaymentsCheck(Check):
             message=f"{in_flight['count']} payments in flight; {count} unsettled beyond {max_age} s"
                     + _traffic_message(traffic),
         )
-        latency = _latency_level(traffic)
-        if latency is not None:
-            reading.levels["gateway_latency"] = latency
+        _judge(reading, traffic)
         if count:
             amounts = ", ".join(f"{row['currency']} {row['amount']}" for row in overdue)
             reading.problems.append(Problem(
@@ -60,18 +59,18 @@ def _traffic_message(traffic: dict[str, Any]) -> str:
     return f"; {traffic['total']} payments since the last run, {traffic['success_rate_pct']:.0f}% succeeded{p95}"
 
 
-def _latency_level(traffic: dict[str, Any]) -> Level | None:
-    """The p95 of payment creations against the read timeout, once the interval had enough
-    tries to mean something: slow calls are seen while they still succeed."""
-    latency = traffic["latency"]
-    if latency["p95_ms"] is None or latency["count"] < settings.ALERT_LATENCY_MIN_CALLS:
-        return None
-    timeout_ms = latency["read_timeout_ms"]
-    share = round(100.0 * latency["p95_ms"] / timeout_ms, 1)
-    over = f" over {traffic['interval_s']:.0f} s" if traffic.get("interval_s") else ""
-    return Level(
-        value=share, warning=settings.ALERT_LATENCY_WARNING, error=settings.ALERT_LATENCY_ERROR,
-        message=(f"gateway p95 latency {latency['p95_ms']:.0f} ms{over} ({latency['count']} tries), {share:.0f}% "
-                 f"of the {timeout_ms} ms read timeout (warning above {settings.ALERT_LATENCY_WARNING}%, "
-                 f"error above {settings.ALERT_LATENCY_ERROR}%)"),
-    )
+
+def _judge(reading: Reading, traffic: dict[str, Any]) -> None:
+    from health.selectors import payment_figures_recent
+
+    for condition, level in (("gateway_latency", payment_traffic.latency_level(traffic)),
+                             ("gateway_timeouts", payment_traffic.timeout_level(traffic))):
+        if level is not None:
+            reading.levels[condition] = level
+    if not traffic["total"]:
+        return
+    # The stored intervals before this one (this run's reading is not stored yet).
+    hour = payment_figures_recent(runs=payment_traffic.baseline_runs())
+    for problem in (payment_traffic.success_drop(traffic, hour), payment_traffic.decline_spike(traffic, hour)):
+        if problem is not None:
+            reading.problems.append(problem)

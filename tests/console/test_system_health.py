@@ -151,14 +151,13 @@ def test_the_page_costs_the_same_queries_whatever_the_history(client, viewer) ->
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(client, make_user, gateway,
-                                                                              monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from health.checks import PaymentsCheck, base
+def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(client, make_user,
+                                                                              gateway) -> None:  # type: ignore[no-untyped-def]
+    from health.checks import PaymentsCheck
     from health.services import health_check_run
     from payments.figures import figures_reset, record_payment_outcome
     from tests.payments.factories import Api, make_client
 
-    monkeypatch.setattr(base, "VIEW_REUSE", 0.0)  # runs back to back, each its own read of the fleet
     figures_reset()
     now = timezone.now()
     health_check_run(now=now - timedelta(seconds=90), checks=[PaymentsCheck()])

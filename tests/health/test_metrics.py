@@ -20,13 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "metrics-token-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_fleet_reads(monkeypatch) -> None:
-    from health.checks import base
-
-    monkeypatch.setattr(base, "VIEW_REUSE", 0.0)
-
-
 def scrape(client) -> str:  # type: ignore[no-untyped-def]
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200, response.content

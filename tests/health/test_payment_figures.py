@@ -23,15 +23,6 @@ from tests.support.processes import gunicorn
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_fleet_reads(monkeypatch) -> None:
-    """Runs made back to back by a test would share one read of the fleet (meant for the
-    checks of a single run), and the second would see nothing new."""
-    from health.checks import base
-
-    monkeypatch.setattr(base, "VIEW_REUSE", 0.0)
-
-
 def traffic_of(run) -> dict:  # type: ignore[no-untyped-def]
     return run.snapshots.get(component="payments").figures["traffic"]
 
