@@ -22,14 +22,12 @@ class PaymentsCheck(Check):
         overdue = payment_unknown_summary(older_than=timedelta(seconds=max_age))
         in_flight = payment_in_flight_summary()
         count = sum(row["count"] for row in overdue)
-        traffic, totals = _traffic()
         reading = Reading(
             figures={"in_flight": in_flight, "in_use": in_flight["count"], "unknown_overdue": overdue,
-                     "errors": count, "traffic": traffic, "traffic_totals": totals},
-            message=f"{in_flight['count']} payments in flight; {count} unsettled beyond {max_age} s"
-                    + _traffic_message(traffic),
+                     "errors": count},
+            message=f"{in_flight['count']} payments in flight; {count} unsettled beyond {max_age} s",
         )
-        _judge(reading, traffic)
+        _traffic_add(reading)
         if count:
             amounts = ", ".join(f"{row['currency']} {row['amount']}" for row in overdue)
             reading.problems.append(Problem(
@@ -39,7 +37,9 @@ class PaymentsCheck(Check):
         return reading
 
 
-def _traffic() -> tuple[dict[str, Any], dict[str, Any]]:
+def _traffic_add(reading: Reading) -> None:
+    """What the fleet's payments did since the last run, with the totals the next run
+    subtracts, and what those figures say is wrong."""
     from health.payment_figures import fleet_totals, interval_figures
     from health.selectors import payment_figures_baseline
 
@@ -48,7 +48,9 @@ def _traffic() -> tuple[dict[str, Any], dict[str, Any]]:
     totals = fleet_totals(docs, baseline=baseline)
     traffic = interval_figures(totals=totals, baseline=baseline)
     traffic["shared"] = shared
-    return traffic, totals
+    reading.figures.update(traffic=traffic, traffic_totals=totals)
+    reading.message += _traffic_message(traffic)
+    _judge(reading, traffic)
 
 
 def _traffic_message(traffic: dict[str, Any]) -> str:
@@ -57,7 +59,6 @@ def _traffic_message(traffic: dict[str, Any]) -> str:
     latency = traffic["latency"]
     p95 = f", gateway p95 {latency['p95_ms']:.0f} ms" if latency["p95_ms"] is not None else ""
     return f"; {traffic['total']} payments since the last run, {traffic['success_rate_pct']:.0f}% succeeded{p95}"
-
 
 
 def _judge(reading: Reading, traffic: dict[str, Any]) -> None:
