@@ -16,8 +16,8 @@ test: prepare
 prepare:
 	@scripts/bootstrap.sh
 	@scripts/browser.sh
-	@scripts/promtool.sh
 	@scripts/services.sh payops
+	@scripts/promtool.sh
 
 # A development .env (DEBUG on, a fresh secret) on first run; never overwritten.
 env:
