@@ -155,8 +155,9 @@ def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(cl
                                                                               gateway) -> None:  # type: ignore[no-untyped-def]
     from health.checks import PaymentsCheck
     from health.services import health_check_run
-    from payments.figures import figures_reset, record_payment_outcome
+    from payments.figures import figures_reset
     from tests.payments.factories import Api, make_client
+    from tests.support.figures import pay_counted
 
     figures_reset()
     now = timezone.now()
@@ -164,14 +165,12 @@ def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(cl
     api = Api(make_client()[1])
     codes = []
     for method in ["pm_card_visa"] * 3 + ["pm_card_chargeCustomerFail"]:
-        body = api.pay(payment_method=method).json()
-        record_payment_outcome(status=body["status"], failure_code=body["failure_code"] or "")
+        body = pay_counted(api, payment_method=method)
         codes += [body["failure_code"]] if body["failure_code"] else []
     health_check_run(now=now - timedelta(seconds=60), checks=[PaymentsCheck()])
     gateway.fault("latency", delay_ms=400, path_prefix="/v1/payment_intents")
     for _ in range(2):
-        assert api.pay().json()["status"] == "succeeded"
-        record_payment_outcome(status="succeeded")
+        assert pay_counted(api)["status"] == "succeeded"
     health_check_run(now=now - timedelta(seconds=30), checks=[PaymentsCheck()])
 
     client.force_login(make_user("ops_viewer"))

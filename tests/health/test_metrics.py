@@ -14,6 +14,7 @@ from health.fleet import process_id
 from health.services import alert_raise, health_check_run
 from payments.figures import figures_reset, record_payment_outcome
 from tests.payments.factories import Api, make_client
+from tests.support.figures import pay_counted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,16 +68,13 @@ def test_payments_pools_and_health_agree_with_the_tally(client, settings, gatewa
     tally = {"succeeded": 0, "failed": 0}
     codes: dict[str, int] = {}
     for method in ["pm_card_visa"] * 4 + ["pm_card_chargeCustomerFail"] * 2:
-        body = api.pay(payment_method=method).json()
+        body = pay_counted(api, payment_method=method)
         tally[body["status"]] += 1
         if body["failure_code"]:
             codes[body["failure_code"]] = codes.get(body["failure_code"], 0) + 1
-        # What services.py reports once the outcome is written.
-        record_payment_outcome(status=body["status"], failure_code=body["failure_code"] or "")
     gateway.fault("latency", delay_ms=300, count=2, path_prefix="/v1/payment_intents")
     for _ in range(2):
-        assert api.pay().json()["status"] == "succeeded"
-        record_payment_outcome(status="succeeded")
+        assert pay_counted(api)["status"] == "succeeded"
         tally["succeeded"] += 1
     alert_raise(component="redis", condition="memory", severity="warning", message="memory 85%")
     run = health_check_run(now=ticker(), checks=[PaymentsCheck(), GatewayCheck()])

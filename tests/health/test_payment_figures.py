@@ -13,11 +13,13 @@ import pytest
 import requests
 
 from health.checks import PaymentsCheck
+from health.fleet import process_id
 from health.payment_figures import histogram_quantile
 from health.services import health_check_run
 from payments.figures import figures_reset, latency_buckets, record_payment_outcome, record_refund_outcome
 from tests.health.conftest import other_web_doc
 from tests.payments.factories import Api, make_client
+from tests.support.figures import pay_counted
 from tests.support.processes import gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,21 +33,18 @@ def test_each_run_counts_what_happened_since_the_last_one(gateway, ticker, staff
     figures_reset()
     api = Api(make_client()[1])
     health_check_run(now=ticker(), checks=[PaymentsCheck()])  # the baseline
-    assert [api.pay().status_code for _ in range(3)] == [201, 201, 201]
-    declined = api.pay(payment_method="pm_card_chargeCustomerFail").json()
+    assert [pay_counted(api)["status"] for _ in range(3)] == ["succeeded"] * 3
+    declined = pay_counted(api, payment_method="pm_card_chargeCustomerFail")
     decline = declined["failure_code"]  # the gateway's decline code, e.g. card_declined or generic_decline
     assert declined["status"] == "failed" and decline
-    # What services.py reports once a payment's outcome is written.
-    for status, code in (("succeeded", ""), ("succeeded", ""), ("succeeded", ""), ("failed", decline),
-                         ("requires_action", "")):
-        record_payment_outcome(status=status, failure_code=code)
+    # Outcomes of payments and a refund made elsewhere (a 3-D Secure one, a refund), as services.py reports them.
+    record_payment_outcome(status="requires_action")
     record_refund_outcome(status="succeeded")
     first = traffic_of(health_check_run(now=ticker(), checks=[PaymentsCheck()]))
 
     gateway.fault("rate_limit", count=1, path_prefix="/v1/payment_intents")
-    assert api.pay().json()["attempts"] == 2
-    record_payment_outcome(status="succeeded")
-    record_payment_outcome(status="shed")
+    assert pay_counted(api)["attempts"] == 2
+    record_payment_outcome(status="shed")  # as services.py reports a payment answered 503 unsent
     second = traffic_of(health_check_run(now=ticker(), checks=[PaymentsCheck()]))
 
     assert first["payments"] == {"succeeded": 3, "failed": 1, "unknown": 0, "canceled": 0, "shed": 0,
@@ -107,9 +106,8 @@ def test_each_run_writes_one_emf_record_with_the_intervals_figures(gateway, tick
     api = Api(make_client()[1])
     health_check_run(now=ticker(), checks=[PaymentsCheck()])
     for _ in range(3):
-        assert api.pay().json()["status"] == "succeeded"
-        record_payment_outcome(status="succeeded")
-    record_payment_outcome(status="unknown")
+        assert pay_counted(api)["status"] == "succeeded"
+    record_payment_outcome(status="unknown")  # as services.py reports a payment whose answer was lost
     with _metrics_records() as records:
         run = health_check_run(now=ticker(), checks=[PaymentsCheck()])
     traffic = traffic_of(run)
@@ -161,3 +159,69 @@ def test_a_process_missing_from_one_view_is_not_counted_twice_when_it_shows_agai
     # An hour unseen: gone, and no longer carried.
     later = fleet_totals([doc("worker:2", 160.0 + 3700, 2)], baseline=back)
     assert set(later["processes"]) == {"worker:2"}
+
+
+def test_status_metrics_and_emf_agree_with_the_tests_own_tally(gateway, ticker, client, settings) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.HEALTH_STATUS_TOKEN = token = "figures-token-0123456789"
+    figures_reset()
+    api = Api(make_client()[1])
+    health_check_run(now=ticker(), checks=[PaymentsCheck()])
+    tally: dict[str, int] = {}
+    declines: dict[str, int] = {}
+
+    def pay(**body: str) -> None:
+        answer = pay_counted(api, **body)
+        tally[answer["status"]] = tally.get(answer["status"], 0) + 1
+        if answer["status"] == "failed":
+            declines[answer["failure_code"]] = declines.get(answer["failure_code"], 0) + 1
+
+    for method in ["pm_card_visa"] * 5 + ["pm_card_chargeCustomerFail"] * 3:
+        pay(payment_method=method)
+    gateway.fault("latency", delay_ms=1500, count=1, path_prefix="/v1/payment_intents")  # one try times out
+    pay()
+    gateway.clear()
+    gateway.fault("latency", delay_ms=450, count=3, path_prefix="/v1/payment_intents")  # the gateway slows down
+    for _ in range(3):
+        pay()
+    with _metrics_records() as records:
+        run = health_check_run(now=ticker(), checks=[PaymentsCheck()])
+    traffic = traffic_of(run)
+
+    # The run's reading against the tally: 12 payments, 13 tries (one timed out and was retried),
+    # four of them at 450 ms or more (three slow answers and the try cut at the read timeout).
+    assert traffic["total"] == sum(tally.values()) == 12
+    assert traffic["payments"]["succeeded"] == tally["succeeded"] and traffic["payments"]["failed"] == 3
+    assert traffic["declines"] == declines
+    assert (traffic["gateway"]["attempts"], traffic["gateway"]["timeouts"], traffic["gateway"]["retries"]) == (13, 1, 1)
+    bounds = list(latency_buckets())
+    slow_from = next(i for i, bound in enumerate(bounds) if bound >= 0.45)
+    assert sum(traffic["latency"]["counts"][slow_from:]) == 4
+    assert traffic["latency"]["p50_ms"] < 450 <= traffic["latency"]["p95_ms"] <= traffic["latency"]["p99_ms"]
+
+    # /health/status shows that reading as it is.
+    status = client.get("/health/status", HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    assert status["components"]["payments"]["figures"]["traffic"] == traffic
+
+    # The EMF record of the run.
+    (emf,) = [r for r in records if r.get("component") == "payments" and "Payments" in r]
+    assert (emf["Payments"], emf["PaymentsSucceeded"], emf["PaymentsFailed"]) == (12, tally["succeeded"], 3)
+    assert (emf["GatewayAttempts"], emf["GatewayTimeouts"], emf["GatewayRetries"]) == (13, 1, 1)
+    assert (emf["GatewayLatencyP50"], emf["GatewayLatencyP95"], emf["GatewayLatencyP99"]) == (
+        traffic["latency"]["p50_ms"], traffic["latency"]["p95_ms"], traffic["latency"]["p99_ms"])
+
+    # /metrics: this process's counters since the reset, the histogram giving the same percentiles.
+    text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").content.decode()
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples
+               if s.labels.get("process") == process_id()]
+    outcomes = {s.labels["outcome"]: s.value for s in samples if s.name == "payops_payments_total"}
+    assert outcomes == {status: float(count) for status, count in tally.items()}
+    assert {s.labels["code"]: s.value for s in samples if s.name == "payops_payment_declines_total"} == declines
+    created = [s for s in samples if s.labels.get("operation") == "payment_create"]
+    assert [s.value for s in created if s.name == "payops_gateway_timeouts_total"] == [1]
+    buckets = sorted((float(s.labels["le"]), s.value) for s in created
+                     if s.name == "payops_gateway_request_duration_seconds_bucket")
+    counts = [int(b - a) for (_, a), (_, b) in zip([(0.0, 0.0)] + buckets[:-1], buckets)]
+    assert counts == traffic["latency"]["counts"]
+    assert round(histogram_quantile(0.95, bounds, counts) * 1000, 1) == traffic["latency"]["p95_ms"]
