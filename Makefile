@@ -18,6 +18,7 @@ prepare:
 	@scripts/browser.sh
 	@scripts/pgbouncer.sh
 	@scripts/services.sh payops
+	@scripts/promtool.sh
 
 # A development .env (DEBUG on, fresh secrets) on first run; never overwritten, only completed.
 env:

@@ -10,12 +10,18 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
 from config import queueing
+from config.shutdown import shutdown_begin
 
 
 class ThreadWorker(GthreadWorker):
     def init_process(self) -> None:
         queueing.serving(self.cfg.threads)
         super().init_process()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # SIGTERM: requests already queued are still served; readiness among them says 503.
+        shutdown_begin()
+        super().handle_exit(sig, frame)
 
     def enqueue_req(self, conn: Any) -> None:
         # Called on the main thread when a request is ready to read (a new connection, or a

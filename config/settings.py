@@ -336,7 +336,7 @@ HEALTH_RETENTION_DAYS = env_int("HEALTH_RETENTION_DAYS", 7, minimum=1)  # days r
 HEALTH_CHECK_TIMEOUT = env_ms("HEALTH_CHECK_TIMEOUT", 5000)  # s, budget of each component check
 # s between two publications of one process's pool statistics to Redis; 0 turns them off
 HEALTH_PUBLISH_INTERVAL = env_int("HEALTH_PUBLISH_INTERVAL", 5, minimum=0)
-# Bearer token that unlocks /health/status details for monitors; empty: staff sessions only.
+# Bearer token that unlocks /health/status details and /metrics for monitors; empty: staff sessions only.
 HEALTH_STATUS_TOKEN = env_str("HEALTH_STATUS_TOKEN", "")
 # Every web and worker process trips the dead-man's switch itself when runs stop (health/watchdog.py);
 # false leaves it to whatever polls /health/status.
@@ -345,6 +345,31 @@ HEALTH_QUEUE_WARNING = env_int("HEALTH_QUEUE_WARNING", 100, minimum=1)  # tasks 
 DB_CONNECTION_RESERVE = env_int("DB_CONNECTION_RESERVE", 10)  # server connections no pool may count on
 PAYMENT_UNKNOWN_MAX_AGE = env_int("PAYMENT_UNKNOWN_MAX_AGE", 300, minimum=1)  # s a payment may stay unsettled
 ALERT_HYSTERESIS_MARGIN = env_int("ALERT_HYSTERESIS_MARGIN", 5, maximum=50)  # % below a threshold to clear
+# Gateway latency of payment creations over a health interval (its p95), in % of PAYMENT_TIMEOUT:
+# slow calls are seen before they time out.
+ALERT_LATENCY_WARNING = env_int("ALERT_LATENCY_WARNING", 50, minimum=1, maximum=100)  # % of PAYMENT_TIMEOUT
+ALERT_LATENCY_ERROR = env_int("ALERT_LATENCY_ERROR", 80, minimum=1, maximum=100)  # % of PAYMENT_TIMEOUT
+require(
+    ALERT_LATENCY_WARNING < ALERT_LATENCY_ERROR,
+    "ALERT_LATENCY_WARNING must be below ALERT_LATENCY_ERROR",
+)
+# Gateway tries an interval needs before its latency and timeout rate are judged (a quiet night never pages).
+ALERT_GATEWAY_MIN_CALLS = env_int("ALERT_GATEWAY_MIN_CALLS", 5, minimum=1)
+# Timeouts among an interval's gateway tries: a warning above the first, an error above the second.
+ALERT_TIMEOUT_RATE_WARNING = env_int("ALERT_TIMEOUT_RATE_WARNING", 2, minimum=1, maximum=100)  # % of tries
+ALERT_TIMEOUT_RATE_ERROR = env_int("ALERT_TIMEOUT_RATE_ERROR", 10, minimum=1, maximum=100)  # % of tries
+require(
+    ALERT_TIMEOUT_RATE_WARNING < ALERT_TIMEOUT_RATE_ERROR,
+    "ALERT_TIMEOUT_RATE_WARNING must be below ALERT_TIMEOUT_RATE_ERROR",
+)
+# Payments reaching an outcome in an interval (and in the hour before it) before their success rate
+# and decline codes are compared with the previous hour's.
+ALERT_PAYMENTS_MIN_VOLUME = env_int("ALERT_PAYMENTS_MIN_VOLUME", 20, minimum=1)
+ALERT_SUCCESS_DROP = env_int("ALERT_SUCCESS_DROP", 10, minimum=1, maximum=100)  # percentage points below the hour's
+# One decline code at this many times its share of the previous hour's payments, and at least
+# ALERT_DECLINE_SPIKE_MIN declines of it in the interval: a warning naming the code.
+ALERT_DECLINE_SPIKE_FACTOR = env_int("ALERT_DECLINE_SPIKE_FACTOR", 3, minimum=2)
+ALERT_DECLINE_SPIKE_MIN = env_int("ALERT_DECLINE_SPIKE_MIN", 10, minimum=1)  # declines of one code in an interval
 ALERT_ESCALATE_AFTER = env_int("ALERT_ESCALATE_AFTER", 3, minimum=1)  # checks an error lasts before critical
 ALERT_EMAILS = env_list("ALERT_EMAILS", [])  # addresses told of new critical/error alerts
 # Optional; often carries a secret token, so it is never logged or stored.

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("payments.api.urls")),
     path("webhooks/gateway", gateway_webhook, name="gateway-webhook"),
     path("health/", include("health.urls")),
+    path("", include("health.metrics_urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from health.checks.base import Reading
+from health.checks.base import Level, Reading
 from health.models import Alert, Severity
 
 
@@ -28,7 +28,25 @@ def findings_for(component: str, reading: Reading, *, active: Mapping[tuple[str,
         severity = utilisation_severity(value, current=current.severity if current is not None else None)
         if severity is not None:
             findings.append(Finding(component, condition, severity, _utilisation_message(component, condition, value)))
+    for condition, level in reading.levels.items():
+        current = active.get((component, condition))
+        severity = level_severity(level, current=current.severity if current is not None else None)
+        if severity is not None:
+            findings.append(Finding(component, condition, severity, level.message))
     return findings
+
+
+def level_severity(level: Level, *, current: str | None) -> str | None:
+    """Above `error` an error, above `warning` a warning; an alert already raised keeps its
+    severity until the value falls ALERT_HYSTERESIS_MARGIN below that threshold, so a value
+    hovering at a threshold changes the alert at most once each way."""
+    margin = settings.ALERT_HYSTERESIS_MARGIN
+    held = current in (Severity.ERROR, Severity.CRITICAL)  # an error that escalated is still this level
+    if level.value > level.error or (held and level.value > level.error - margin):
+        return Severity.ERROR
+    if level.value > level.warning or (current is not None and level.value > level.warning - margin):
+        return Severity.WARNING
+    return None
 
 
 def utilisation_severity(value: float | None, *, current: str | None) -> str | None:

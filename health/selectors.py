@@ -14,6 +14,7 @@ from django.utils import timezone
 from health import fleet
 from health.models import ACTIVE_ALERT_STATUSES, Alert, ComponentSnapshot, HealthCheckRun, Severity, Silence
 
+TOTALS_KEY = "traffic_totals"  # in the payments snapshot: every process's totals, the next run's baseline
 STALE_INTERVALS = 3  # no run for this many check intervals: the dead-man's switch trips
 
 
@@ -63,6 +64,44 @@ def snapshots_between(*, component: str, start: datetime, end: datetime) -> Quer
     """One component's snapshots in [start, end), oldest first (served by an index)."""
     return ComponentSnapshot.objects.filter(component=component, checked_at__gte=start,
                                             checked_at__lt=end).order_by("checked_at")
+
+
+def payment_figures_baseline() -> dict[str, Any] | None:
+    """The fleet's payment totals the latest run stored: what the next run subtracts. One
+    indexed read from the newest payments snapshot backwards."""
+    figures = (ComponentSnapshot.objects.filter(component="payments", figures__has_key=TOTALS_KEY)
+               .order_by("-checked_at").values_list("figures", flat=True).first())
+    return figures[TOTALS_KEY] if figures else None
+
+
+def payment_figures_recent(*, runs: int) -> dict[str, Any]:
+    """The payments of the latest `runs` stored intervals summed: final outcomes, successes and
+    declines per code; the baseline today's interval is compared with. Two indexed reads of at
+    most `runs` rows, aggregated in SQL."""
+    scope = """
+        SELECT figures FROM health_componentsnapshot
+        WHERE component = 'payments' AND figures ? 'traffic' ORDER BY checked_at DESC LIMIT %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT coalesce(sum((figures->'traffic'->>'total')::int), 0),
+                   coalesce(sum((figures->'traffic'->'payments'->>'succeeded')::int), 0)
+            FROM ({scope}) AS recent
+            """,
+            [runs],
+        )
+        total, succeeded = cursor.fetchone()
+        cursor.execute(
+            f"""
+            SELECT code, sum(n::int) FROM ({scope}) AS recent,
+                   jsonb_each_text(recent.figures->'traffic'->'declines') AS d(code, n)
+            GROUP BY code
+            """,
+            [runs],
+        )
+        declines = {code: int(count) for code, count in cursor.fetchall()}
+    return {"total": int(total), "succeeded": int(succeeded), "declines": declines}
 
 
 def fleet_pool_stats() -> list[dict[str, Any]]:
@@ -141,7 +180,8 @@ def _snapshot_json(snapshot: ComponentSnapshot) -> dict[str, Any]:
         "waiting": snapshot.waiting,
         "latency_ms": snapshot.latency_ms,
         "errors": snapshot.errors,
-        "figures": snapshot.figures,
+        # The per-process totals are bookkeeping for the next run, not news.
+        "figures": {key: value for key, value in snapshot.figures.items() if key != TOTALS_KEY},
     }
 
 

@@ -75,6 +75,7 @@ class NotificationFailed(Exception):
 # --- Pool statistics -----------------------------------------------------------------------
 def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
+    from payments.figures import figures_snapshot
     from payments.gateway.pools import http_pool_stats
 
     from config.postgres.lane import existing_lane
@@ -126,6 +127,8 @@ def pool_stats_collect() -> dict[str, Any]:
         "http": http,
         "logging": logs,
         "web": web,
+        # Totals since the process started; the health run takes differences between runs.
+        "payments": figures_snapshot(),
     }
 
 
@@ -223,8 +226,14 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
     return run
 
 
+# Components whose outage leaves payments flowing (rate limit and breaker fall back to each
+# process): down themselves, they make the service degraded, never down.
+DEGRADE_ONLY = frozenset({"redis"})
+
+
 def _overall(readings: dict[str, Reading]) -> str:
-    worst = max((STATUS_RANK.get(r.status, 2) for r in readings.values()), default=0)
+    worst = max((min(STATUS_RANK.get(r.status, 2), STATUS_RANK["degraded"]) if name in DEGRADE_ONLY
+                 else STATUS_RANK.get(r.status, 2) for name, r in readings.items()), default=0)
     return {rank: status for status, rank in STATUS_RANK.items()}[worst]
 
 
@@ -304,6 +313,12 @@ def _emit_metrics(readings: dict[str, Reading], run: HealthCheckRun) -> None:
                 "Errors": (f.get("errors"), "Count"),
             })
         emit_metrics(None, {"component": "health"}, {"RunDurationMs": (run.duration_ms, "Milliseconds")})
+        payments = readings.get("payments")
+        traffic = payments.figures.get("traffic") if payments is not None else None
+        if traffic:
+            from health.payment_figures import emf_metrics
+
+            emit_metrics(None, {"component": "payments"}, emf_metrics(traffic))
     except Exception:  # noqa: BLE001 - metrics are a by-product; the run is stored
         logger.exception("health metrics not emitted", extra={"category": "metrics_error"})
 

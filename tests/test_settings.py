@@ -31,6 +31,9 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("PAYMENT_RETRY_ATTEMPTS", "1.5"),
         ("HEALTH_CHECK_INTERVAL", "soon"),
         ("ALERT_CRITICAL_THRESHOLD", "150"),
+        ("ALERT_LATENCY_ERROR", "150"),
+        ("ALERT_GATEWAY_MIN_CALLS", "0"),
+        ("ALERT_DECLINE_SPIKE_FACTOR", "1"),
         ("DJANGO_DEBUG", "perhaps"),
         ("REDIS_URL", "localhost:6379"),
         ("PAYMENT_GATEWAY_WEBHOOK_SECRET", "whsec_short"),
@@ -53,6 +56,15 @@ def test_warning_threshold_must_be_below_critical() -> None:
     result = manage("check", DJANGO_DEBUG="true", ALERT_WARNING_THRESHOLD="95")
     assert result.returncode == 2
     assert "ALERT_WARNING_THRESHOLD" in result.stderr
+
+
+def test_latency_warning_must_be_below_its_error() -> None:
+    result = manage("check", DJANGO_DEBUG="true", ALERT_LATENCY_WARNING="80")
+    assert result.returncode == 2
+    assert "ALERT_LATENCY_WARNING must be below ALERT_LATENCY_ERROR" in result.stderr
+    result = manage("check", DJANGO_DEBUG="true", ALERT_TIMEOUT_RATE_WARNING="10")
+    assert result.returncode == 2
+    assert "ALERT_TIMEOUT_RATE_WARNING must be below ALERT_TIMEOUT_RATE_ERROR" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -93,6 +105,12 @@ def test_defaults_follow_the_contract(settings) -> None:
     assert settings.CLOUDWATCH_TIMEOUT == 15.0
     assert settings.ALERT_WARNING_THRESHOLD == 80
     assert settings.ALERT_CRITICAL_THRESHOLD == 90
+    # Gateway p95 latency: a warning above half the read timeout, an error above 80 % of it.
+    assert (settings.ALERT_LATENCY_WARNING, settings.ALERT_LATENCY_ERROR) == (50, 80)
+    assert settings.ALERT_GATEWAY_MIN_CALLS == 5
+    assert (settings.ALERT_TIMEOUT_RATE_WARNING, settings.ALERT_TIMEOUT_RATE_ERROR) == (2, 10)
+    assert (settings.ALERT_PAYMENTS_MIN_VOLUME, settings.ALERT_SUCCESS_DROP) == (20, 10)
+    assert (settings.ALERT_DECLINE_SPIKE_FACTOR, settings.ALERT_DECLINE_SPIKE_MIN) == (3, 10)
     assert settings.HEALTH_CHECK_INTERVAL == 30
     db = settings.DATABASES["default"]
     assert db["CONN_MAX_AGE"] == 0

@@ -21,6 +21,18 @@ class Problem:
     message: str
 
 
+@dataclass(frozen=True)
+class Level:
+    """A value judged against thresholds of its own (warning, then error), with the same
+    hysteresis as utilisation: an alert at a level keeps it until the value falls
+    ALERT_HYSTERESIS_MARGIN below that level's threshold."""
+
+    value: float
+    warning: float
+    error: float
+    message: str
+
+
 @dataclass
 class Reading:
     status: str = "ok"  # ok, degraded, down
@@ -29,6 +41,8 @@ class Reading:
     # condition -> % of a capacity in use, judged against ALERT_*_THRESHOLD by the rules
     utilisation: dict[str, float] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # condition -> a value with thresholds of its own (gateway latency against the read timeout)
+    levels: dict[str, Level] = field(default_factory=dict)
 
 
 class CheckError(Exception):
@@ -77,6 +91,13 @@ def percent(part: float, whole: float) -> float | None:
 _view_lock = threading.Lock()
 _view: tuple[float, list[dict[str, Any]], bool] | None = None
 VIEW_REUSE = 0.25  # s; the checks of one run share one read of the fleet
+
+
+def fleet_view_forget() -> None:
+    """A new run reads the fleet afresh: what the last run read is not this run's view."""
+    global _view
+    with _view_lock:
+        _view = None
 
 
 def fleet_view() -> tuple[list[dict[str, Any]], bool]:

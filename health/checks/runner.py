@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from django.conf import settings
 from django.db import connections
 
-from health.checks.base import STATUS_RANK, Check, CheckError, Problem, Reading
+from health.checks.base import STATUS_RANK, Check, CheckError, Problem, Reading, fleet_view_forget
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ _inflight_lock = threading.Lock()
 def run_checks(checks: Sequence[Check]) -> dict[str, Reading]:
     """Every check's reading, by component name, in at most the largest budget."""
     started = time.monotonic()
+    fleet_view_forget()
     futures = [(check, _start(check)) for check in checks]
     readings: dict[str, Reading] = {}
     for check, future in futures:
@@ -84,6 +85,6 @@ def _settle_status(reading: Reading) -> None:
     """A reading with problems or a pool above the warning threshold is at least degraded."""
     worrying = bool(reading.problems) or any(
         value is not None and value > settings.ALERT_WARNING_THRESHOLD for value in reading.utilisation.values()
-    )
+    ) or any(level.value > level.warning for level in reading.levels.values())
     if worrying and STATUS_RANK.get(reading.status, 0) < STATUS_RANK["degraded"]:
         reading.status = "degraded"

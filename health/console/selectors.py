@@ -168,7 +168,13 @@ def _card(snapshot: ComponentSnapshot, breaker: dict[str, Any] | None) -> Card:
                         ("waiting tasks", f.get("waiting"))]
     elif name == "payments":
         in_flight = f.get("in_flight") or {}
-        card.figures = [("in flight", in_flight.get("count")), ("unsettled overdue", f.get("errors"))]
+        traffic = f.get("traffic") or {}
+        latency = traffic.get("latency") or {}
+        card.figures = [("in flight", in_flight.get("count")), ("unsettled overdue", f.get("errors")),
+                        ("since the last run", traffic.get("total")),
+                        ("success rate", f"{traffic['success_rate_pct']}%"
+                         if traffic.get("success_rate_pct") is not None else None),
+                        ("gateway p95", _ms(latency.get("p95_ms")))]
     else:
         card.figures = [(key, value) for key, value in f.items() if isinstance(value, (int, float, str))][:8]
     card.figures = [(label, value) for label, value in card.figures if value is not None]

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from health.console import selectors, services
 from health.console.charts import Span, Threshold, line_chart, timeline_chart
 from health.console.forms import DRILL_FORMS, BreakerClearForm, BreakerForceForm
+from health.console.payment_figures import payments_overview
 from health.console.runbook import load_runbook
 from health.models import DrillRun
 
@@ -86,6 +87,31 @@ def _live_context(request: HttpRequest) -> dict[str, Any]:
         "rendered_at": timezone.now(),
         "can_view_alerts": request.user.has_perm("health.view_alert"),
         "can_view_payments": request.user.has_perm("payments.view_payment"),
+        # Payment volumes and decline codes are payment data: only for those who may view payments.
+        "payments": _payments_context(range_name, label) if request.user.has_perm("payments.view_payment") else None,
+    }
+
+
+def _payments_context(range_name: str, label: str) -> dict[str, Any]:
+    span, bucket = selectors.HISTORY_RANGES[range_name]
+    overview = payments_overview(span=span, bucket=bucket)
+    timeout_ms = overview.read_timeout_ms or settings.PAYMENT_TIMEOUT * 1000
+    # The read timeout is always on the chart: the point is to see latency creep towards it.
+    thresholds = [
+        Threshold(timeout_ms * settings.ALERT_LATENCY_WARNING / 100, f"warning {settings.ALERT_LATENCY_WARNING}%",
+                  WARNING_COLOUR),
+        Threshold(timeout_ms * settings.ALERT_LATENCY_ERROR / 100, f"error {settings.ALERT_LATENCY_ERROR}%",
+                  CRITICAL_COLOUR),
+        Threshold(timeout_ms, f"read timeout {timeout_ms:,.0f} ms", CRITICAL_COLOUR),
+    ]
+    return {
+        "overview": overview,
+        "label": label,
+        "latency_chart": line_chart(series=overview.latency, start=overview.start, end=overview.end, unit=" ms",
+                                    y_max=timeout_ms * 1.1, thresholds=thresholds,
+                                    title=f"Gateway latency of payments, {label} (highest per {overview.bucket} s)"),
+        "rates_chart": line_chart(series=overview.rates, start=overview.start, end=overview.end, unit="%",
+                                  y_max=100.0, title=f"Success and timeout rates, {label} (per {overview.bucket} s)"),
     }
 
 

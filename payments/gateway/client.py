@@ -26,6 +26,7 @@ from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
 from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
+from payments.figures import record_gateway_call
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class GatewayClient:
         if permit is not None and self.breaker is not None:
             self.breaker.record(permit, outcome=result.meaning.breaker.value, duration=elapsed)
         self._log(method, path, result, elapsed, idempotency_key)
+        record_gateway_call(method=method, path=path, result=result)
         return result
 
     def _prepare(self, method: str, path: str, data: dict[str, Any] | None,

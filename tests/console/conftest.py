@@ -94,8 +94,9 @@ def make_alert(*, severity: str = "warning", component: str = "database", condit
 
 
 def stub_checks(*, db_pct: float = 45.0, http_pct: float = 30.0, latency_ms: float = 12.0,
-                db_error: bool = False, web_pct: float = 50.0) -> list[StubCheck]:
-    """Readings shaped like the real checks' figures, for runs made by hand."""
+                db_error: bool = False, web_pct: float = 50.0, payment_ms: float | None = None) -> list[StubCheck]:
+    """Readings shaped like the real checks' figures, for runs made by hand; with `payment_ms`,
+    30 s of payments whose gateway calls took about that long."""
     db_in_use = round(db_pct / 100 * 20)
     database = Reading(
         message=f"{db_in_use} of 20 pooled connections in use",
@@ -123,8 +124,34 @@ def stub_checks(*, db_pct: float = 45.0, http_pct: float = 30.0, latency_ms: flo
     )
     gateway = Reading(message="probe answered", figures={"latency_ms": latency_ms})
     redis = Reading(message="ping 0.3 ms", figures={"latency_ms": 0.3, "in_use": 7, "used_memory": 2 << 20})
-    return [StubCheck("database", database), StubCheck("web", web), StubCheck("payment_http", payment_http),
-            StubCheck("gateway", gateway), StubCheck("redis", redis)]
+    checks = [StubCheck("database", database), StubCheck("web", web), StubCheck("payment_http", payment_http),
+              StubCheck("gateway", gateway), StubCheck("redis", redis)]
+    if payment_ms is not None:
+        checks.append(StubCheck("payments", Reading(figures={"traffic": payment_traffic(payment_ms)})))
+    return checks
+
+
+def payment_traffic(typical_ms: float, *, payments: int = 40) -> dict[str, Any]:
+    """One interval's merged payment figures, built by the health run's own merge from totals:
+    most calls near `typical_ms`, a tenth three times slower, one card declined in ten."""
+    from health.payment_figures import interval_figures
+    from payments.figures import latency_buckets
+
+    bounds = latency_buckets()
+    counts = [0] * (len(bounds) + 1)
+    for ms, n in ((typical_ms, payments - payments // 10), (typical_ms * 3, payments // 10)):
+        counts[next((i for i, b in enumerate(bounds) if ms / 1000 <= b), len(bounds))] += n
+    totals = {"buckets": list(bounds), "payments": {"succeeded": payments - payments // 10,
+                                                   "failed": payments // 10},
+              "declines": {"card_declined": payments // 10}, "refunds": {},
+              "gateway": {"payment_create": {"calls": payments, "attempts": payments, "retries": 0, "timeouts": 0,
+                                             "connect_errors": 0, "answers": {"200": payments},
+                                             "latency": {"counts": counts, "sum": payments * typical_ms / 1000,
+                                                         "count": payments}}}}
+    traffic = interval_figures(totals={"at": 1030.0, "processes": {"web-1:101": totals},
+                                       "seen": {"web-1:101": 1030.0}},
+                               baseline={"at": 1000.0, "processes": {}})
+    return traffic
 
 
 def make_run(*, at: datetime | None = None, **readings: Any) -> HealthCheckRun:
@@ -139,5 +166,5 @@ def make_history(*, minutes: int = 20, interval: int = 30) -> list[HealthCheckRu
     steps = minutes * 60 // interval
     return [make_run(at=now - timedelta(seconds=interval * (steps - i)),
                      db_pct=30 + 55 * i / steps, http_pct=20 + 30 * (i % 5) / 4, latency_ms=10 + (i % 7) * 6,
-                     web_pct=25 + 40 * i / steps)
+                     web_pct=25 + 40 * i / steps, payment_ms=80 + 120 * i / steps)
             for i in range(steps)]

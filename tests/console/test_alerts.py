@@ -140,7 +140,7 @@ def test_every_alert_condition_in_the_code_has_a_runbook_section() -> None:
     source = "\n".join(p.read_text() for p in [*root.glob("checks/*.py"), root / "services.py", root / "rules.py"])
     conditions = set(re.findall(r'Problem\(\s*"(\w+)"', source)) | set(re.findall(r'condition="(\w+)"', source))
     conditions |= {"pool_utilisation", "server_connections", "memory", "log_queue", "thread_utilisation", "timeout",
-                   "check_failed"}
+                   "check_failed", "gateway_latency", "gateway_timeouts"}
     anchors = load_runbook().anchors
     missing = [c for c in sorted(conditions) if not any(a == slug(c) or a.endswith("-" + slug(c)) for a in anchors)]
     assert missing == []

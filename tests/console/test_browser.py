@@ -152,6 +152,11 @@ def test_system_health_shows_bars_and_charts_and_refreshes_after_a_new_run(page,
     assert "55.0%" in database.inner_text()
     assert page.locator("article[data-component=payment_http] .console-bar-fill.console-level-warning").count() == 1
     assert page.locator("svg.console-chart polyline").count() >= 3
+    payments = page.locator("section#payments-figures")
+    assert "Gateway latency of payments, last hour" in payments.inner_html()
+    assert "read timeout 1,000 ms" in payments.inner_html()
+    assert "card_declined" in payments.inner_text() and "90.0%" in payments.inner_text()
+    assert "80.0" in payments.inner_text()  # payments per minute: 40 every 30 s
     assert page.locator(".console-stale").count() == 0
     fleet_rows = page.locator("section[aria-label=Fleet] tbody tr")
     deadline = time.monotonic() + 15

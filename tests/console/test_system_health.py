@@ -64,8 +64,10 @@ def test_cards_show_bars_coloured_at_the_thresholds_and_the_pool_figures(client,
 def test_history_charts_are_server_side_svg_over_the_hour_or_the_day(client, viewer) -> None:  # type: ignore[no-untyped-def]
     make_history(minutes=10)
     html = client.get(SYSTEM).content.decode()
-    assert html.count("<svg class=\"console-chart\"") == 2
+    # Pools and the probe, then the Payments section's latency and rates.
+    assert html.count("<svg class=\"console-chart\"") == 4
     assert "Pool utilisation, last hour" in html and "Gateway probe latency, last hour" in html
+    assert "Gateway latency of payments, last hour" in html and "Success and timeout rates, last hour" in html
     assert "database (" in html and "payment_http (" in html  # legend with the latest value
     assert len(re.findall(r"<polyline ", html)) >= 3
     assert "warning 80%" in html and "critical 90%" in html
@@ -146,3 +148,51 @@ def test_the_page_costs_the_same_queries_whatever_the_history(client, viewer) ->
     with CaptureQueriesContext(connection) as large:
         client.get(SYSTEM)
     assert len(large) == len(small) <= 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(client, make_user,
+                                                                              gateway) -> None:  # type: ignore[no-untyped-def]
+    from health.checks import PaymentsCheck
+    from health.services import health_check_run
+    from payments.figures import figures_reset
+    from tests.payments.factories import Api, make_client
+    from tests.support.figures import pay_counted
+
+    figures_reset()
+    now = timezone.now()
+    health_check_run(now=now - timedelta(seconds=90), checks=[PaymentsCheck()])
+    api = Api(make_client()[1])
+    codes = []
+    for method in ["pm_card_visa"] * 3 + ["pm_card_chargeCustomerFail"]:
+        body = pay_counted(api, payment_method=method)
+        codes += [body["failure_code"]] if body["failure_code"] else []
+    health_check_run(now=now - timedelta(seconds=60), checks=[PaymentsCheck()])
+    gateway.fault("latency", delay_ms=400, path_prefix="/v1/payment_intents")
+    for _ in range(2):
+        assert pay_counted(api)["status"] == "succeeded"
+    health_check_run(now=now - timedelta(seconds=30), checks=[PaymentsCheck()])
+
+    client.force_login(make_user("ops_viewer"))
+    html = client.get(reverse("admin:health_system")).content.decode()
+    section = html[html.index('id="payments-figures"'):]
+    section = section[:section.index("</section>")]
+    figures = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", section))
+    assert figures["payments"] == "6" and figures["success rate"] == "83.3%"
+    assert figures["read timeout"] == "1000 ms" and figures["409 / 429 / 5xx"] == "0 / 0 / 0"
+    # Two of six tries took 400 ms or more: the p95 over the range is among them, the p50 is not.
+    assert int(figures["latency p95"].split()[0]) >= 400 > int(figures["latency p50"].split()[0])
+    assert codes and f"<code>{codes[0]}</code></td><td>1</td>" in section  # the gateway's decline code
+    assert "read timeout 1,000 ms" in section and "warning 50%" in section and "error 80%" in section
+    assert section.count("<polyline") + section.count("<circle") >= 3
+    payments_card = card(html, "payments")
+    assert "<dt>since the last run</dt><dd>2</dd>" in payments_card
+    assert "<dt>success rate</dt><dd>100.0%</dd>" in payments_card
+
+    # Payment volumes and decline codes are payment data: not for those who may not view payments.
+    from django.contrib.auth.models import Permission
+
+    health_only = make_user(None, username="health-only-payments")
+    health_only.user_permissions.add(Permission.objects.get(codename="view_healthcheckrun"))
+    client.force_login(health_only)
+    assert 'id="payments-figures"' not in client.get(reverse("admin:health_system")).content.decode()

@@ -41,7 +41,7 @@ class StubCheck(Check):
             time.sleep(self.delay)
         r = self.reading
         return Reading(status=r.status, message=r.message, figures=dict(r.figures),
-                       utilisation=dict(r.utilisation), problems=list(r.problems))
+                       utilisation=dict(r.utilisation), problems=list(r.problems), levels=dict(r.levels))
 
 
 class Ticker:

@@ -46,16 +46,22 @@ def test_redis_reports_latency_and_memory(ticker) -> None:
     assert snapshot.figures["used_memory"] > 0
 
 
-def test_redis_unreachable_is_down_with_an_error_alert(settings, ticker) -> None:
+def test_redis_unreachable_is_down_with_an_error_alert_and_the_service_degraded(settings, ticker,
+                                                                                 client) -> None:
     from config.redis import get_redis
 
     get_redis.cache_clear()
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
     try:
         run = health_check_run(now=ticker(), checks=[RedisCheck()])
+        ready = client.get("/health/ready")
     finally:
         get_redis.cache_clear()
     assert reading_of(run, "redis").status == "down"
+    # Payments go on without Redis: degraded, and the balancer keeps every web process.
+    assert run.status == "degraded"
+    assert client.get("/health/status").json()["status"] == "degraded"
+    assert ready.status_code == 200
     alert = Alert.objects.get(component="redis")
     assert (alert.condition, alert.severity) == ("unreachable", "error")
 
