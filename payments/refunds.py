@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from payments.figures import record_refund_outcome
 from payments.gateway import get_gateway
 from payments.models import (
     PAYMENT_TRANSITIONS,
@@ -147,6 +148,8 @@ def _refund_write(refund_id: str, outcome: Outcome, *, only_from: frozenset[str]
         payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
         if refund.status not in only_from:
             return refund
+        if refund.status == RefundStatus.PENDING:  # a send's answer; a settled unknown was counted
+            transaction.on_commit(lambda: record_refund_outcome(status=str(outcome.status)))
         refund.status = outcome.status
         refund.failure_code, refund.failure_message = outcome.failure_code[:100], outcome.failure_message[:500]
         if outcome.gateway_id and not refund.gateway_id:

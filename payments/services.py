@@ -30,6 +30,7 @@ from payments.models import (
     PaymentAttempt,
 )
 from payments.models import PaymentStatus as S
+from payments.figures import record_payment_outcome
 from payments.outcomes import Outcome, create_outcome, intent_outcome
 
 logger = logging.getLogger(__name__)
@@ -234,7 +235,8 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None,
     if timezone.now() - payment.created > RESEND_WINDOW and payment.attempt_count:
         # Past the gateway's idempotency window a re-send could charge twice: stop, ask ops.
         outcome = Outcome(S.UNKNOWN, "settle_manually", "past the gateway's idempotency window")
-        return _apply(payment_id, outcome, attempts=[], operation="create", only_from={S.PROCESSING})
+        return _apply(payment_id, outcome, attempts=[], operation="create", only_from={S.PROCESSING},
+                      previous=previous)
     _release_db_connection()
     metadata = {**payment.metadata, "payment_id": payment.id}
     if payment.reference:
@@ -248,7 +250,8 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None,
         applied = _apply_opened(payment, outcome, result, release)
         if applied is not None:
             return applied
-    return _apply(payment_id, outcome, attempts=result.attempts, operation="create", only_from={S.PROCESSING})
+    return _apply(payment_id, outcome, attempts=result.attempts, operation="create", only_from={S.PROCESSING},
+                  previous=previous)
 
 
 def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
@@ -286,21 +289,34 @@ def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
         record.locked_until = None
         if final:
             record.response_status, record.response_body = status, body
+    _count_outcome(outcome, previous=S.PENDING)
     return payment
 
 
 def _apply(payment_id: str, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str,
-           only_from: Collection[str]) -> Payment:
+           only_from: Collection[str], previous: str | None = None) -> Payment:
     """Writes what the gateway said, under the payment's lock, if the payment is still in one of
-    `only_from` (another path may have settled it meanwhile: then it is left as it is)."""
+    `only_from` (another path may have settled it meanwhile: then it is left as it is).
+    `previous` is the status before a send claimed the payment (a read claims nothing)."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status not in only_from:
             return payment
-        return _write_outcome(payment, outcome, attempts=attempts, operation=operation)
+        return _write_outcome(payment, outcome, attempts=attempts, operation=operation,
+                              previous=payment.status if previous is None else previous)
 
 
-def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str) -> Payment:
+def _count_outcome(outcome: Outcome, *, previous: str) -> None:
+    """The payment figures count each payment's answer to its client once: the first answer
+    of a send (a 503 that sent nothing is 'shed'; a retry with the key is answered anew), and
+    the end of a wait for the customer. An unknown outcome settled later was counted as unknown."""
+    if previous == S.PENDING or (previous == S.REQUIRES_ACTION and outcome.status in FINAL_STATUSES):
+        status = "shed" if outcome.status == S.PENDING else str(outcome.status)
+        record_payment_outcome(status=status, failure_code=outcome.failure_code if status == S.FAILED else "")
+
+
+def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str,
+                   previous: str) -> Payment:
     """The one writer of a payment's outcome (the create path's first answer aside, which
     `statements.payment_apply_first` writes in one statement with the same fields). A move
     the lifecycle does not allow, such as a final state going backwards, is refused and logged."""
@@ -340,6 +356,7 @@ def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Att
     elif outcome.status in FINAL_STATUSES:
         payment.next_settle_at = None
     payment.save(update_fields=fields)
+    transaction.on_commit(lambda: _count_outcome(outcome, previous=previous))
     return payment
 
 

@@ -84,3 +84,33 @@ def test_decline_codes_are_bounded(monkeypatch) -> None:
     for code in ("a", "b", "c", "d", "e", "a"):
         record_payment_outcome(status="failed", failure_code=code)
     assert figures_snapshot()["declines"] == {"a": 2, "b": 1, "c": 1, "other": 2}
+
+
+def test_each_payment_is_counted_once_by_the_answer_its_client_got(api: Api, gateway) -> None:
+    """Outcomes come from the payment services, once per answer: a retry after a 503 is a new
+    answer, a payment settled later was counted as unknown, a 3-D Secure payment counts again
+    when its customer is done."""
+    from django.conf import settings
+
+    from payments import services
+    from tests.payments.test_customer_action import authenticate, tokenize
+
+    api.pay()
+    api.pay(payment_method="pm_card_chargeCustomerFail")
+    gateway.fault("unauthorized", count=1, method="POST", path_prefix="/v1/payment_intents")
+    assert api.pay(idempotency_key="retry-me").status_code == 503
+    assert api.pay(idempotency_key="retry-me").status_code == 201
+    gateway.fault("lose_answer", count=settings.PAYMENT_RETRY_ATTEMPTS, method="POST",
+                  path_prefix="/v1/payment_intents")
+    lost = api.pay().json()
+    assert services.payment_settle(payment_id=lost["id"]).status == "succeeded"
+    waiting = api.pay(payment_method=tokenize(gateway)).json()
+    authenticate(gateway, waiting, success=True)
+    assert services.payment_settle(payment_id=waiting["id"]).status == "succeeded"
+    snapshot = figures_snapshot()
+    assert snapshot["payments"] == {"succeeded": 3, "failed": 1, "shed": 1, "unknown": 1, "requires_action": 1}
+    assert snapshot["declines"] == {"generic_decline": 1}
+    gateway.fault("http_400", count=1, method="POST", path_prefix="/v1/refunds")
+    api.refund(lost["id"], amount=100)
+    api.refund(lost["id"], amount=100)
+    assert figures_snapshot()["refunds"] == {"failed": 1, "succeeded": 1}

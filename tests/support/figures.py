@@ -1,9 +1,8 @@
 """Payments through the API whose outcome the payment figures count exactly once.
 
-payments/services.py reports each payment's outcome to payments.figures once it is wired to
-(record_payment_outcome); until then these tests report the outcome the API answered, as
-services.py will. Once services.py reports them itself, nothing is added here, so the
-tests' tallies hold either way."""
+payments/services.py counts each payment's answer when its write commits; inside a test case's
+transaction (no commit, so no on_commit callbacks) nothing is counted, and this helper counts
+the answer the API gave instead. Either way the tests' tallies hold."""
 
 from __future__ import annotations
 
