@@ -9,7 +9,9 @@ start one payment each at the same moment over real HTTP while the fault is arme
 /v1/payment_intents. Each client retries with its own Idempotency-Key on 503/202/409 (and
 on no answer), honouring Retry-After, for a bounded time. Then the fault is cleared, the
 fleet settles what is unsettled, and each payment is compared with the gateway's intents
-found by their metadata `payment_id`.
+found by their metadata `payment_id`. Two passes by default: with the fault on half the
+gateway requests (the clients' retries get through while it lasts) and on every one (the
+clients give up with 202/503 in hand, and only settlement after the fault can end them).
 
 Must hold for every row (the exit status is 1 otherwise, naming the row and the figure):
 no answer 500; no payment `failed` (or `pending`, or unknown to us) that the gateway
@@ -17,7 +19,8 @@ charged; no payment with more than one intent; none left `unknown`/`processing` 
 settlement; our succeeded total equal to the gateway's succeeded total for these payments.
 
     .venv/bin/python bench/fault_matrix.py [--kinds slow,unauthorized] [--payments 20]
-        [--probability 0.5] [--delay-ms 1500] [--database payops_fleet_matrix] [--no-write]
+        [--probabilities 0.5,1] [--delay-ms 1500] [--database payops_fleet_matrix] [--redis-db 9]
+        [--fast] [--no-write]
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class Options:
     probability: float = 0.5  # each gateway request of the row meets the fault with this chance
     delay_ms: int = 1500  # latency/latency_before/slow: above the 1 s read timeout, within the deadline
     refuse_ms: int = 1500  # `refuse`: how long the proxy's port stays closed
-    client_budget: float = 20.0  # s a client keeps retrying one payment
+    client_budget: float = 10.0  # s a client keeps retrying one payment
     settle_timeout: float = 40.0  # s the fleet gets to settle the row after the fault is cleared
 
 
@@ -106,6 +109,11 @@ class Row:
     def answers_500(self) -> int:
         """Answers in the 5xx range other than 503 (which is the contract's 'retry later')."""
         return sum(1 for r in self.runs for h in r.hits if h.status >= 500 and h.status != 503)
+
+    def codes(self) -> dict[str, int]:
+        """Error codes of every non-2xx answer (503 gateway_unavailable, circuit_open, ...)."""
+        return dict(sorted(Counter(f"{h.status}/{h.code or '-'}" for r in self.runs for h in r.hits
+                                   if h.status >= 300 or h.status == 0).items()))
 
     def first_answer_ms(self, q: float) -> int:
         return round(common.pct([r.first.elapsed for r in self.runs], q) * 1000)
@@ -204,9 +212,21 @@ def _fired(fleet: Fleet, kind: str) -> int:
     return int((fleet.sandbox.stats().get("faults_applied") or {}).get(kind, 0))
 
 
+def breaker_reset() -> None:
+    """Close the fleet's shared gateway breaker, as an operator's reset does: a row that left it
+    open (the gateway refused our key for the whole row) must not answer the next row's first
+    payments with `circuit_open`. Recovering by itself is what bench/fleet/gateway_outage.py measures."""
+    from payments.gateway import get_gateway
+
+    breaker = get_gateway().breaker
+    if breaker is not None:
+        breaker.reset()
+
+
 def run_kind(fleet: Fleet, *, api_key: str, kind: str, opts: Options) -> Row:
     """Drive one row: arm, pay concurrently, clear, let the fleet settle, compare with the gateway."""
     run_id = common.new_run_id()
+    breaker_reset()
     started = time.monotonic()
     fired_before = _fired(fleet, kind)
     arm(fleet, kind, opts)
@@ -243,9 +263,6 @@ def run_matrix(fleet: Fleet, *, api_key: str, kinds: list[str], opts: Options,
         row = run_kind(fleet, api_key=api_key, kind=kind, opts=opts)
         progress(progress_line(row))
         rows.append(row)
-        # The breaker may be open after a row of failures: let its open window pass so the next
-        # row's first answers are that row's own.
-        time.sleep(int(SERVICE_ENV["BREAKER_OPEN_MS"]) / 1000)
     return rows
 
 
@@ -265,7 +282,7 @@ def _statuses(counts: dict[Any, int]) -> str:
 def table(rows: list[Row]) -> str:
     head = ("| fault | fired | first answers | final answers | payments after settlement | 500s "
             "| failed & charged | duplicates | unknown/processing | ours / gateway's (succeeded, minor units) "
-            "| first answer p50 / p99 ms |")
+            "| first answer p50 / p99 ms | error answers (all tries) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         ledger = row.ledger
@@ -277,7 +294,7 @@ def table(rows: list[Row]) -> str:
             f"| {_statuses(row.first_statuses())} | {_statuses(row.final_statuses())} "
             f"| {_statuses(ledger['statuses'])} | {row.answers_500()} | {len(ledger['failed_charged'])} "
             f"| {len(ledger['duplicates'])} | {len(ledger['unsettled'])} | {total} "
-            f"| {row.first_answer_ms(50)} / {row.first_answer_ms(99)} |")
+            f"| {row.first_answer_ms(50)} / {row.first_answer_ms(99)} | {_statuses(row.codes())} |")
     return "\n".join(lines)
 
 
@@ -285,29 +302,51 @@ def violations(rows: list[Row]) -> dict[str, dict[str, Any]]:
     return {row.kind: bad for row in rows if (bad := row.violations())}
 
 
-def report(rows: list[Row], opts: Options, *, seconds: float, fast: bool) -> str:
+@dataclass
+class Pass:
+    """The whole matrix at one fault probability."""
+
+    opts: Options
+    rows: list[Row]
+    seconds: float
+
+
+def setup_text(opts: Options, *, fast: bool) -> str:
     gateway = "the proxy's fast mode" if fast else "localstripe"
-    lines = [
+    return (
         f"For each row, {opts.payments} clients start one payment each at the same moment against gunicorn "
         "(2 workers × 8 threads) with its Celery worker; the sandbox proxy in front of "
-        f"{gateway} applies the fault to each request on {PATH} with probability {opts.probability} "
+        f"{gateway} applies the row's fault to requests on {PATH} (creates and retrieves) "
         f"(`refuse`: the port closed for {opts.refuse_ms} ms; `latency`, `latency_before`, `slow`: "
         f"{opts.delay_ms} ms, above the {READ_TIMEOUT_MS} ms read timeout). Service settings: "
         + ", ".join(f"{k}={v}" for k, v in SERVICE_ENV.items()) + ". "
-        f"Each client re-sends with its Idempotency-Key on 503/202/409 (Retry-After honoured, at most "
-        f"{opts.client_budget:.0f} s); then the fault is cleared, the fleet settles (its sweep sent every 5 s) "
-        "and every payment is compared with the gateway's intents by metadata `payment_id`. "
-        "`fired`: gateway requests the fault hit. Answers are HTTP statuses of our API (0: no answer).",
-        "",
-        table(rows),
-        "",
-        f"Whole run: {seconds:.0f} s for {len(rows)} rows.",
-    ]
-    bad = violations(rows)
-    lines += ["", "Invariants (0 answers 500, 0 failed & charged, 0 duplicates, 0 unknown/processing, "
-              f"ours = gateway's): {'held in every row' if not bad else '**violated**'}."]
-    for kind, found in bad.items():
-        lines.append(f"- **{kind}**: {found}")
+        f"Each client re-sends with its Idempotency-Key on 503/202/409 (Retry-After honoured, for at most "
+        f"{opts.client_budget:.0f} s); then the fault is cleared, the fleet settles (the sweep sent every 5 s, "
+        f"at most {opts.settle_timeout:.0f} s) and every payment is compared with the gateway's intents found "
+        "by metadata `payment_id`. The shared breaker is reset before each row. `fired`: gateway requests the "
+        "fault hit; answers are our API's HTTP statuses (0: no answer); amounts in minor units.")
+
+
+def pass_text(p: Pass) -> str:
+    return "\n".join([
+        f"### Fault probability {p.opts.probability:g} ({p.seconds:.0f} s)", "", table(p.rows), ""])
+
+
+def verdict_text(passes: list[Pass]) -> list[str]:
+    bad = {(p.opts.probability, kind): found for p in passes for kind, found in violations(p.rows).items()}
+    lines = ["Invariants (0 answers 500; 0 payments failed, pending or unknown to us that the gateway charged; "
+             "0 duplicate charges; 0 unknown/processing after settlement; our succeeded total = the gateway's): "
+             f"{'held in every row' if not bad else '**violated**'}."]
+    lines += [f"- **{kind}** at probability {prob:g}: {found}" for (prob, kind), found in bad.items()]
+    return lines
+
+
+def report(passes: list[Pass], *, seconds: float, fast: bool) -> str:
+    lines = [setup_text(passes[0].opts, fast=fast), ""]
+    for p in passes:
+        lines.append(pass_text(p))
+    lines.append(f"Whole run, fleet start included: {seconds:.0f} s.")
+    lines += ["", *verdict_text(passes)]
     return "\n".join(lines)
 
 
@@ -319,28 +358,45 @@ def parse_kinds(raw: str) -> list[str]:
     return kinds
 
 
+def parse_probabilities(raw: str) -> list[float]:
+    values = [float(v) for v in raw.split(",") if v.strip()]
+    if not values or not all(0 < v <= 1 for v in values):
+        raise SystemExit("--probabilities: numbers in (0, 1], comma-separated")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.script_parser(__doc__)
     parser.set_defaults(database="payops_fleet_matrix")
     common.add_redis_db_option(parser)
     parser.add_argument("--kinds", default="", help=f"comma-separated rows (default all: {','.join(ROWS)})")
     parser.add_argument("--payments", type=int, default=Options.payments)
-    parser.add_argument("--probability", type=float, default=Options.probability)
+    parser.add_argument("--probabilities", default="0.5,1",
+                        help="one pass of the matrix per fault probability (default 0.5,1)")
     parser.add_argument("--delay-ms", type=int, default=Options.delay_ms)
     parser.add_argument("--fast", action="store_true", help="the proxy answers intents itself (no localstripe)")
     args = parser.parse_args(argv)
     kinds = parse_kinds(args.kinds)
-    opts = Options(payments=args.payments, probability=args.probability, delay_ms=args.delay_ms)
+    all_opts = [Options(payments=args.payments, probability=p, delay_ms=args.delay_ms)
+                for p in parse_probabilities(args.probabilities)]
     started = time.monotonic()
-    print(f"fault matrix: {len(kinds)} rows × {opts.payments} payments; database {args.database}", flush=True)
+    print(f"fault matrix: {len(kinds)} rows × {args.payments} payments at probabilities "
+          f"{', '.join(f'{o.probability:g}' for o in all_opts)}; database {args.database}", flush=True)
     api_key = common.script_api_key(args.database, args.redis_db)
+    passes = []
     with fleet_for(args.database, redis_db=args.redis_db, fast=args.fast) as fleet:
-        rows = run_matrix(fleet, api_key=api_key, kinds=kinds, opts=opts,
-                          progress=lambda line: print(line, flush=True))
-    text = report(rows, opts, seconds=time.monotonic() - started, fast=args.fast)
-    code = common.script_finish(TITLE, text, ok=not violations(rows), write=not args.no_write)
-    for kind, found in violations(rows).items():
-        print(f"VIOLATED in {kind}: {found}", file=sys.stderr)
+        for opts in all_opts:
+            print(f"probability {opts.probability:g}:", flush=True)
+            pass_started = time.monotonic()
+            rows = run_matrix(fleet, api_key=api_key, kinds=kinds, opts=opts,
+                              progress=lambda line: print(line, flush=True))
+            passes.append(Pass(opts, rows, time.monotonic() - pass_started))
+    text = report(passes, seconds=time.monotonic() - started, fast=args.fast)
+    ok = not any(violations(p.rows) for p in passes)
+    code = common.script_finish(TITLE, text, ok=ok, write=not args.no_write)
+    for p in passes:
+        for kind, found in violations(p.rows).items():
+            print(f"VIOLATED: {kind} at probability {p.opts.probability:g}: {found}", file=sys.stderr)
     return code
 
 
