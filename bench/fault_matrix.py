@@ -324,7 +324,9 @@ def setup_text(opts: Options, *, fast: bool) -> str:
         f"{opts.client_budget:.0f} s); then the fault is cleared, the fleet settles (the sweep sent every 5 s, "
         f"at most {opts.settle_timeout:.0f} s) and every payment is compared with the gateway's intents found "
         "by metadata `payment_id`. The shared breaker is reset before each row. `fired`: gateway requests the "
-        "fault hit; answers are our API's HTTP statuses (0: no answer); amounts in minor units.")
+        "fault hit; answers are our API's HTTP statuses (0: no answer); amounts in minor units. A `pending` "
+        "payment never reached the gateway (its client holds a 503 and gave up after its patience): it is "
+        "final for no one, and checked like the others — the gateway must hold no charge for it.")
 
 
 def pass_text(p: Pass) -> str:

@@ -13,14 +13,33 @@ from __future__ import annotations
 import pytest
 
 from bench import fault_matrix
+from bench.fleet.common import Hit
 from tests.fleet.support import database, fleet_args
 from tests.payments.factories import make_client
-
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 KINDS = ["slow", "unauthorized", "lose_answer"]
 
 
+def _row(**ledger: object) -> fault_matrix.Row:
+    clean = {"statuses": {"succeeded": 1}, "duplicates": [], "orphans": [], "answered_missing": [],
+             "unsettled": [], "pending_charged": [], "failed_charged": [], "succeeded_mismatch": [],
+             "ledger_total": 1000, "gateway_total": 1000}
+    run = fault_matrix.PaymentRun(key="k" * 32, hits=[Hit("pay", 0.0, 0.1, 201)])
+    return fault_matrix.Row(kind="slow", runs=[run], ledger={**clean, **ledger}, unsettled=[], seconds=1.0, fired=1)
+
+
+def test_the_matrix_names_each_broken_invariant() -> None:
+    assert _row().violations() == {}
+    assert set(_row(failed_charged=["pay_1"], duplicates=["pay_2"], unsettled=["pay_3"],
+                    gateway_total=2000).violations()) == {
+        "failed but charged", "duplicate charges", "left unknown/processing", "ledger total != gateway total"}
+    five_hundred = _row()
+    five_hundred.runs[0].hits.insert(0, Hit("pay", 0.0, 0.1, 500))
+    assert set(five_hundred.violations()) == {"answers 500"}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_every_payment_ends_in_the_gateways_truth_under_three_fault_kinds(tmp_path) -> None:
     _, key = make_client()
     # 0.75: a row whose fault never fired (0.25**8 at worst) would prove nothing.
