@@ -26,6 +26,7 @@ from health.console import views
 from health.console.charts import Series, line_chart
 from health.console.forms import AlertNoteForm, AlertSilenceForm
 from health.console.runbook import anchor_for, load_runbook
+from payments.money import money_format
 from health.models import Alert, AlertNotification, ComponentSnapshot, DrillRun, HealthCheckRun, Silence
 
 
@@ -122,7 +123,7 @@ class ComponentSnapshotAdmin(admin.ModelAdmin):
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
     list_display = ("severity_badge", "component", "condition", "status_badge", "short_message", "first_seen_at",
-                    "last_seen_at", "occurrences", "age", "acknowledged_by")
+                    "last_seen_at", "occurrences", "age", "impact", "acknowledged_by")
     list_display_links = ("condition",)
     list_filter = ("severity", AlertStateFilter, ComponentFilter, ("last_seen", admin.DateFieldListFilter))
     search_fields = ("=component", "=condition", "message")
@@ -135,11 +136,20 @@ class AlertAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("severity", "status", "component", "condition", "message")}),
         ("Seen", {"fields": ("first_seen", "last_seen", "occurrences", "streak", "reopened",
-                             "payments_in_flight", "amount_affected")}),
+                             "impact")}),
         ("Handled", {"fields": ("acknowledged_by", "acknowledged_at", "acknowledgement_note", "resolved_by",
                                 "resolved_at", "resolution_note")}),
     )
-    readonly_fields = [field.name for field in Alert._meta.fields]
+    readonly_fields = [field.name for field in Alert._meta.fields] + ["impact"]
+
+    @admin.display(description="payments affected")
+    def impact(self, obj: Alert) -> str:
+        """The payments its component left unfinished while it was open, with their amounts."""
+        if obj.payments_in_flight is None:
+            return "—"
+        amounts = ", ".join(money_format(amount=int(amount), currency=currency)
+                            for currency, amount in sorted((obj.amount_affected or {}).items()))
+        return f"{obj.payments_in_flight}" + (f" ({amounts})" if amounts else "")
 
     @admin.display(description="severity", ordering="-severity_rank")
     def severity_badge(self, obj: Alert) -> str:

@@ -106,9 +106,10 @@ class Alert(models.Model):
                                     on_delete=models.SET_NULL, related_name="+")
     resolution_note = models.TextField(blank=True)
     payments_in_flight = models.PositiveIntegerField(null=True, blank=True,
-                                                     help_text="Most payments in flight seen while it was open.")
+                                                     help_text="Most payments its component left unfinished at once while it was open "
+                                                               "(for the payments check: in flight).")
     amount_affected = models.JSONField(default=dict, blank=True,
-                                       help_text="Most in flight per currency while open, in minor units.")
+                                       help_text="Their amounts per currency, in minor units.")
     notified_rank = models.PositiveSmallIntegerField(default=0, help_text="Severity rank last notified.")
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -27,6 +27,7 @@ from health.checks import Check, default_checks
 from health.checks.base import STATUS_RANK, Reading
 from health.checks.runner import run_checks
 from health.dbpool import db_failure_counts
+from health.impact import alert_impact
 from health.models import (
     ACTIVE_ALERT_STATUSES,
     SEVERITY_RANK,
@@ -380,7 +381,7 @@ def alert_raise(*, component: str, condition: str, severity: str, message: str,
     alert.severity, alert.severity_rank = severity, SEVERITY_RANK[severity]
     if alert.status == AlertStatus.ACKNOWLEDGED and alert.severity_rank > SEVERITY_RANK[previous]:
         alert.status = AlertStatus.OPEN  # worse than what was acknowledged: it needs eyes again
-    _impact_record(alert, impact)
+    _impact_record(alert, alert_impact(component=component, first_seen=alert.first_seen, in_flight=impact))
     alert.save()
     _alert_log(alert, change, previous=previous)
     _notify_if_due(alert, now=now)
@@ -404,6 +405,7 @@ def _alert_create(*, component: str, condition: str, severity: str, message: str
 
 
 def _impact_record(alert: Alert, impact: dict[str, Any] | None) -> None:
+    # The most seen at once while it was open: a payment settled since still counted then.
     if not impact:
         return
     alert.payments_in_flight = max(alert.payments_in_flight or 0, int(impact.get("count") or 0))
@@ -713,7 +715,7 @@ def _email_text(notification: AlertNotification) -> tuple[str, str]:
         f"Occurrences: {alert.occurrences}",
     ]
     if alert.payments_in_flight is not None:
-        lines.append(f"Payments in flight: {alert.payments_in_flight} {alert.amount_affected}")
+        lines.append(f"Payments affected: {alert.payments_in_flight} {alert.amount_affected}")
     if alert.resolved_at:
         lines.append(f"Resolved: {alert.resolved_at.isoformat()} {alert.resolution_note}")
     return subject, "\n".join(lines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
@@ -62,6 +62,14 @@ def with_display(rows: list[dict]) -> list[dict]:
 def idempotency_mismatch_count() -> int:
     """Payments the gateway answered 'same key, other parameters': our bug, and possibly charged."""
     return Payment.objects.filter(status="unknown", failure_code="idempotency_mismatch").count()
+
+
+def payment_unfinished_summary(*, since: datetime) -> dict:
+    """Payments created since `since` that have not reached the gateway's answer: still pending
+    (shed, never sent), unknown or processing. Count and amount per currency."""
+    rows = (Payment.objects.filter(created__gte=since, status__in=["pending", "processing", "unknown"])
+            .values("currency").annotate(count=Count("id"), amount=Sum("amount")))
+    return {"count": sum(r["count"] for r in rows), "amounts": {r["currency"]: r["amount"] or 0 for r in rows}}
 
 
 def payment_in_flight_summary() -> dict:

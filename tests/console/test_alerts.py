@@ -176,3 +176,17 @@ def test_console_pages_carry_no_inline_script_or_handler(client, make_user) -> N
                   if "src=" not in s[0] and not ('type="application/json"' in s[0])]
         assert inline == [], url
         assert not re.search(r"\son[a-z]+\s*=", html), url
+
+
+def test_the_alert_list_shows_the_payments_each_alert_affected(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    client.force_login(make_user("ops_viewer"))
+    alert = make_alert(severity="error", component="gateway", condition="unreachable")
+    alert.payments_in_flight, alert.amount_affected = 3, {"eur": 1750, "jpy": 900}
+    alert.save()
+    make_alert(severity="warning", component="redis", condition="memory")
+    page = client.get(reverse("admin:health_alert_changelist")).content.decode()
+    assert "3 (17.50 EUR, 900 JPY)" in page
+    detail = client.get(reverse("admin:health_alert_change", args=[alert.pk])).content.decode()
+    assert "3 (17.50 EUR, 900 JPY)" in detail

@@ -116,7 +116,29 @@ def test_a_gateway_error_while_payments_sit_unsettled_is_critical_at_once(ticker
     health_check_run(now=ticker(), checks=[gateway, payments])
     alert = Alert.objects.get(component="gateway")
     assert alert.severity == "critical"
-    assert alert.payments_in_flight == 7 and alert.amount_affected == {"usd": 7000}
+    assert Alert.objects.get(component="payments").payments_in_flight == 7
+
+
+def test_an_alert_carries_the_payments_its_component_affected_while_open(ticker) -> None:
+    """A gateway alert counts the payments left unfinished while it lasted (shed, unknown), by
+    currency; a Redis memory warning at the same time carries no payment numbers at all."""
+    from payments.models import Payment
+    from tests.payments.factories import make_client
+
+    client, _ = make_client()
+    gateway = StubCheck("gateway", Reading(status="down", problems=[Problem("unreachable", "error", "probe failed")]))
+    redis = StubCheck("redis", Reading(status="degraded", problems=[Problem("memory", "warning", "85 % of maxmemory")]))
+    health_check_run(now=ticker(), checks=[gateway, redis])
+    for i, (status, amount, currency) in enumerate([("unknown", 1250, "eur"), ("pending", 500, "eur"),
+                                                     ("pending", 900, "jpy"), ("succeeded", 7000, "eur")]):
+        Payment.objects.create(client=client, idempotency_key=f"k{i}", request_hash="h", amount=amount,
+                               currency=currency, payment_method="pm_card_visa", status=status)
+    Payment.objects.update(created=ticker.now)  # made while the alert was open, on the runs' clock
+    health_check_run(now=ticker(), checks=[gateway, redis])
+    alert = Alert.objects.get(component="gateway")
+    assert (alert.payments_in_flight, alert.amount_affected) == (3, {"eur": 1750, "jpy": 900})
+    memory = Alert.objects.get(component="redis")
+    assert (memory.payments_in_flight, memory.amount_affected) == (None, {})
 
 
 def test_a_condition_back_after_resolution_reopens_the_same_alert(ticker) -> None:
