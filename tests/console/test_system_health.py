@@ -4,7 +4,9 @@ max_connections, history charts, recent alerts, unknown outcomes, and a plain st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import connection
@@ -150,9 +152,23 @@ def test_the_page_costs_the_same_queries_whatever_the_history(client, viewer) ->
     assert len(large) == len(small) <= 20
 
 
+@pytest.fixture
+def fleet_of_one(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """A Redis database where only this process publishes: the suite's workers (drills, gateway
+    events) count payments of earlier tests and publish them whenever their turn comes."""
+    from config.redis import get_redis
+
+    get_redis.cache_clear()
+    settings.REDIS_URL = urlunsplit(urlsplit(settings.REDIS_URL)._replace(path="/8"))
+    get_redis().flushdb()
+    yield
+    get_redis().flushdb()
+    get_redis.cache_clear()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(client, make_user,
-                                                                              gateway) -> None:  # type: ignore[no-untyped-def]
+def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(client, make_user, gateway,
+                                                                              fleet_of_one) -> None:  # type: ignore[no-untyped-def]
     from health.checks import PaymentsCheck
     from health.services import health_check_run
     from payments.figures import figures_reset
