@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: run test prepare env migrate check bench audit
+.PHONY: run test lint prepare env migrate check bench audit
 
 run: prepare env
 	@set -a; . ./.env; set +a; \
@@ -10,8 +10,13 @@ run: prepare env
 	$(VENV)/python manage.py demo_user && \
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(VENV)/honcho -f Procfile.dev start
 
-test: prepare
+test: prepare lint
 	$(VENV)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy with django-stubs, as pyproject.toml sets them.
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/mypy
 
 prepare:
 	@scripts/bootstrap.sh

@@ -120,7 +120,7 @@ def main() -> None:
     try:
         endpoints = {"healthy": healthy, "unreachable": f"http://127.0.0.1:{free_port()}", "hanging": hanging}
         built = {name: build_logger(endpoint, name, args.queue_size) for name, endpoint in endpoints.items()}
-        for name, (logger, _) in built.items():
+        for logger, _ in built.values():
             for i in range(20):  # warm-up: imports, the sender thread, a first connection
                 request(logger, i, work_s)
         latencies: dict[str, list[float]] = {name: [] for name in built}

@@ -173,7 +173,7 @@ def refresh_latest_run() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT max(tick) FROM health_healthcheckrun")
         (latest,) = cursor.fetchone()
-        shift = dt.datetime.now(dt.timezone.utc) - latest - dt.timedelta(seconds=5)
+        shift = dt.datetime.now(dt.UTC) - latest - dt.timedelta(seconds=5)
         if shift > dt.timedelta(seconds=30):
             # Newer runs would be needed; moving the newest run and its snapshots forward is enough.
             cursor.execute("UPDATE health_healthcheckrun SET tick = tick + %s, started_at = started_at + %s, "
@@ -216,7 +216,7 @@ def render(rows: list[dict], page_counts: dict[str, dict[int, int]], sizes: dict
            args: argparse.Namespace, elapsed: float) -> str:
     import django
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     lines = [
         SECTION, "",
         f"- Date: {now:%Y-%m-%d %H:%M} UTC",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import django
@@ -26,7 +26,7 @@ PAYMENTS = 200_000
 
 def main() -> None:
     result = GatewayResult(outcome="ok", http_status=200,
-                           attempts=[Attempt(datetime.now(timezone.utc), 180.0, "ok", 200, "req_1", "")])
+                           attempts=[Attempt(datetime.now(UTC), 180.0, "ok", 200, "req_1", "")])
     started = time.process_time()
     for _ in range(PAYMENTS):
         record_gateway_call(method="POST", path="/v1/payment_intents", result=result)

@@ -187,7 +187,7 @@ def measure_size(size: int, args: argparse.Namespace, state: dict) -> dict:
         "size": size, "stored": stored, "fill_s": fill_seconds, "table": table_sizes(),
         "load": os.getloadavg()[0],
         "run_p50": pct(run_ms, 0.5), "run_p95": pct(run_ms, 0.95), "checks_p50": pct(checks_ms, 0.5),
-        "write_p50": statistics.median(r - c for r, c in zip(run_ms, checks_ms)),
+        "write_p50": statistics.median(r - c for r, c in zip(run_ms, checks_ms, strict=False)),
         "per_check": per_check,
         "anon_p50": pct(anon_ms, 0.5), "anon_p95": pct(anon_ms, 0.95),
         "staff_p50": pct(staff_ms, 0.5), "staff_p95": pct(staff_ms, 0.95),
@@ -279,7 +279,7 @@ def render(results: list[dict], gateway: dict, publishing: dict, prune: dict | N
     sized = [r for r in results if not r.get("control")]
     lines = [
         SECTION, "",
-        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {cpus} CPUs; {platform.system()} {platform.release()}; Python {platform.python_version()}, "
         f"Django {django.get_version()}, psycopg {psycopg.__version__}; PostgreSQL, Redis, a Celery worker "
         "(threads) and the sandbox gateway (fast mode) on the same machine, loopback only",

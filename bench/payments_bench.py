@@ -62,6 +62,7 @@ import requests  # noqa: E402
 import stripe  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
+from bench.docs import cpu_model, replace_section  # noqa: E402
 from payments.gateway.breaker import (  # noqa: E402
     BreakerConfig,
     CircuitBreaker,
@@ -69,7 +70,6 @@ from payments.gateway.breaker import (  # noqa: E402
     breaker_redis_factory,
 )
 from payments.gateway.client import GatewayClient, GatewayConfig  # noqa: E402
-from bench.docs import cpu_model, replace_section  # noqa: E402
 from sandbox.harness import SandboxStack  # noqa: E402
 
 SECTION = "## Payments gateway client"

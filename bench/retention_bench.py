@@ -114,7 +114,7 @@ def main() -> None:
         return
     section = "\n".join([
         SECTION, "",
-        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}); {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}, Django {django.get_version()}; PostgreSQL on the same machine, "
         "loopback; load average before the prune {:.1f} (the machine is shared)".format(load_before),

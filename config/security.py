@@ -6,7 +6,7 @@ origins, so the policy can forbid both; inline style attributes remain, as the a
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 

@@ -16,7 +16,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,4 +133,4 @@ def claim_ttl(period: float) -> int:
 
 
 def _iso(tick: int) -> str:
-    return datetime.fromtimestamp(tick, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(tick, tz=UTC).isoformat()

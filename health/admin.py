@@ -18,17 +18,17 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from health import services
+from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import selectors as console_selectors
 from health.console import services as console_services
-from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import tasks as _drill_tasks  # noqa: F401 - registers the drill task in every worker
 from health.console import views
 from health.console.charts import Series, line_chart
 from health.console.forms import AlertNoteForm, AlertSilenceForm
 from health.console.runbook import anchor_for, load_runbook
-from payments.money import money_format
+from health.console.users import acting_user
 from health.models import Alert, AlertNotification, ComponentSnapshot, DrillRun, HealthCheckRun, Silence
-
+from payments.money import money_format
 
 
 def badge(kind: str, value: str, text: str | None = None) -> str:
@@ -227,7 +227,7 @@ class AlertAdmin(admin.ModelAdmin):
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> HttpResponse | None:
         form = AlertNoteForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
-            report = console_services.alerts_acknowledge(alerts=list(queryset), by=request.user,
+            report = console_services.alerts_acknowledge(alerts=list(queryset), by=acting_user(request),
                                                          note=form.cleaned_data["note"])
             self._report(request, "Acknowledged", report)
             return None
@@ -239,7 +239,7 @@ class AlertAdmin(admin.ModelAdmin):
     def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> HttpResponse | None:
         form = AlertNoteForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
-            report = console_services.alerts_resolve(alerts=list(queryset), by=request.user,
+            report = console_services.alerts_resolve(alerts=list(queryset), by=acting_user(request),
                                                      note=form.cleaned_data["note"])
             self._report(request, "Resolved", report)
             return None
@@ -251,7 +251,7 @@ class AlertAdmin(admin.ModelAdmin):
     def silence(self, request: HttpRequest, queryset: QuerySet[Alert]) -> HttpResponse | None:
         form = AlertSilenceForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
-            report = console_services.alerts_silence(alerts=list(queryset), by=request.user,
+            report = console_services.alerts_silence(alerts=list(queryset), by=acting_user(request),
                                                      reason=form.cleaned_data["reason"],
                                                      duration=form.silence_for())
             until = report.silences[0].ends_at if report.silences else None
@@ -324,16 +324,16 @@ class SilenceAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        created = services.alert_silence(by=request.user, reason=obj.reason, ends_at=obj.ends_at,
+        created = services.alert_silence(by=acting_user(request), reason=obj.reason, ends_at=obj.ends_at,
                                          component=obj.component, condition=obj.condition, starts_at=obj.starts_at)
         obj.pk = created.pk
 
     @admin.action(description="End the selected silences now", permissions=["change"])
     def end_now(self, request: HttpRequest, queryset: QuerySet[Silence]) -> None:
-        ended = [services.alert_silence_end(silence=s, by=request.user)
+        ended = [services.alert_silence_end(silence=s, by=acting_user(request))
                  for s in queryset.filter(ends_at__gt=timezone.now())]
         for silence in ended:
-            console_services.audit_log(by=request.user, obj=silence, message="Ended early")
+            console_services.audit_log(by=acting_user(request), obj=silence, message="Ended early")
         self.message_user(request, f"Ended {len(ended)} silence(s).", messages.SUCCESS)
 
 

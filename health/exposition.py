@@ -28,7 +28,7 @@ class Family:
                       **labels: str) -> None:
         """`counts` per bucket, the last one above every bound (+Inf); written cumulative."""
         running = 0
-        for bound, count in zip([*bounds, math.inf], counts):
+        for bound, count in zip([*bounds, math.inf], counts, strict=False):
             running += count
             self.samples.append(("_bucket", {**labels, "le": _number(bound)}, float(running)))
         self.samples.append(("_sum", labels, float(total)))

@@ -140,7 +140,9 @@ def _pct(part: float, whole: float) -> float | None:
 
 
 def _counted(totals: dict[str, Any] | None) -> bool:
-    return bool(totals) and bool(totals.get("payments") or totals.get("refunds") or totals.get("gateway"))
+    if not totals:
+        return False
+    return bool(totals.get("payments") or totals.get("refunds") or totals.get("gateway"))
 
 
 def _difference(current: Any, before: Any) -> Any:
@@ -159,7 +161,7 @@ def _difference(current: Any, before: Any) -> Any:
     if isinstance(current, list):
         if not isinstance(before, list) or len(before) != len(current):
             return list(current)
-        diffs = [_difference(a, b) for a, b in zip(current, before)]
+        diffs = [_difference(a, b) for a, b in zip(current, before, strict=False)]
         return None if any(d is None for d in diffs) else diffs
     if isinstance(current, (int, float)):
         base = before if isinstance(before, (int, float)) else 0
@@ -179,7 +181,7 @@ def _sum(a: Any, b: Any) -> Any:
             return list(b or [])
         if not b:
             return list(a)
-        return [x + y for x, y in zip(a, b)]
+        return [x + y for x, y in zip(a, b, strict=False)]
     if a is None:
         return b
     if b is None:

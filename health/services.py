@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, connections, transaction
@@ -76,10 +76,9 @@ class NotificationFailed(Exception):
 # --- Pool statistics -----------------------------------------------------------------------
 def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
+    from config.postgres.lane import existing_lane
     from payments.figures import figures_snapshot
     from payments.gateway.pools import http_pool_stats
-
-    from config.postgres.lane import existing_lane
 
     now = time.time()
     db = _db_pool_figures(_existing_pool())
@@ -191,7 +190,7 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
     interval = interval or settings.HEALTH_CHECK_INTERVAL
     started_at = now or timezone.now()
     tick_at = sent_at or started_at
-    tick = datetime.fromtimestamp(ticks.tick_of(tick_at.timestamp(), interval), tz=dt_timezone.utc)
+    tick = datetime.fromtimestamp(ticks.tick_of(tick_at.timestamp(), interval), tz=UTC)
     holder = claim_id or f"{fleet.process_id()}:{uuid.uuid4().hex}"
     if not ticks.tick_claim(scope=TICK_SCOPE, tick=int(tick.timestamp()), holder=holder,
                            ttl=ticks.claim_ttl(interval)):
@@ -274,10 +273,10 @@ def _alerts_apply(*, readings: dict[str, Reading], seen_at: datetime, impact: di
         alert_raise(component=finding.component, condition=finding.condition, severity=finding.severity,
                     message=finding.message, seen_at=seen_at, impact=impact)
     for key, alert in active.items():
-        reading = readings.get(alert.component)
+        observed = readings.get(alert.component)
         # Only what this run observed can be absent: a component it did not check, or one
         # that was down (its pools unmeasured), keeps its other alerts as they are.
-        if key in present or reading is None or reading.status == "down":
+        if key in present or observed is None or observed.status == "down":
             continue
         alert.absent_checks += 1
         alert.streak = 0
@@ -479,7 +478,7 @@ def _notification_send_quietly(notification_id: int) -> None:
 
 
 @transaction.atomic
-def alert_acknowledge(*, alert: Alert, by: AbstractBaseUser, note: str = "") -> Alert:
+def alert_acknowledge(*, alert: Alert, by: User, note: str = "") -> Alert:
     """Ops have seen it: open -> acknowledged, with who, when and why."""
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
     if not alert.is_active:
@@ -495,7 +494,7 @@ def alert_acknowledge(*, alert: Alert, by: AbstractBaseUser, note: str = "") -> 
 
 
 @transaction.atomic
-def alert_resolve(*, alert: Alert, by: AbstractBaseUser | None = None, note: str = "",
+def alert_resolve(*, alert: Alert, by: User | None = None, note: str = "",
                   now: datetime | None = None) -> Alert:
     """Closes the alert; a resolution is notified wherever its raising was."""
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
@@ -520,7 +519,7 @@ def alert_resolve(*, alert: Alert, by: AbstractBaseUser | None = None, note: str
     return alert
 
 
-def alert_silence(*, by: AbstractBaseUser, reason: str, ends_at: datetime, component: str = "",
+def alert_silence(*, by: User, reason: str, ends_at: datetime, component: str = "",
                   condition: str = "", starts_at: datetime | None = None) -> Silence:
     """Mutes notifications for a component and/or condition during a window; alerts are still recorded."""
     starts_at = starts_at or timezone.now()
@@ -538,7 +537,7 @@ def alert_silence(*, by: AbstractBaseUser, reason: str, ends_at: datetime, compo
     return silence
 
 
-def alert_silence_end(*, silence: Silence, by: AbstractBaseUser) -> Silence:
+def alert_silence_end(*, silence: Silence, by: User) -> Silence:
     now = timezone.now()
     if silence.ends_at > now:
         silence.ends_at = max(now, silence.starts_at + timedelta(microseconds=1))
@@ -643,7 +642,7 @@ def alert_notifications_resend(*, now: datetime) -> int:
     for pk in lost:
         logger.warning("alert notification %s never attempted: queued again", pk,
                        extra={"category": "alert_notify_resent", "notification_id": pk})
-        transaction.on_commit(lambda pk=pk: _notification_enqueue(pk))
+        transaction.on_commit(functools.partial(_notification_enqueue, pk))
     return len(lost)
 
 
@@ -681,8 +680,8 @@ def alert_notification_send(*, notification_id: int) -> AlertNotification | None
         try:
             from payments.gateway.outbound import get_outbound
 
-            body, headers = webhook_signed(payload=_webhook_body(notification), secret=settings.ALERT_WEBHOOK_SECRET)
-            response = get_outbound().request("POST", settings.ALERT_WEBHOOK_URL, data=body, headers=headers,
+            signed, headers = webhook_signed(payload=_webhook_body(notification), secret=settings.ALERT_WEBHOOK_SECRET)
+            response = get_outbound().request("POST", settings.ALERT_WEBHOOK_URL, data=signed, headers=headers,
                                               timeout=WEBHOOK_TIMEOUT)
             if not 200 <= response.status_code < 300:
                 raise NotificationFailed(f"answered {response.status_code}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from celery import shared_task
 from django.conf import settings
@@ -17,17 +17,17 @@ NOTIFY_RETRIES = 5
 
 
 @shared_task(name="health.tasks.health_check_run", bind=True, ignore_result=True)
-def health_check_run(self, interval: int | None = None) -> None:  # type: ignore[no-untyped-def]
+def health_check_run(self, interval: int | None = None) -> None:
     """Scheduled by beat every HEALTH_CHECK_INTERVAL seconds (`interval` is the beat's). Runs the
     tick beat sent it for, even when redelivered later; a copy of a tick already taken (a second
     beat) is skipped by the service."""
     sent = ticks.beat_tick(self.request)
-    sent_at = datetime.fromtimestamp(sent.sent_at, tz=timezone.utc) if sent is not None else None
+    sent_at = datetime.fromtimestamp(sent.sent_at, tz=UTC) if sent is not None else None
     services.health_check_run(interval=interval, sent_at=sent_at, claim_id=self.request.id)
 
 
 @shared_task(name="health.tasks.health_history_prune", bind=True, ignore_result=True)
-def health_history_prune(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def health_history_prune(self) -> dict[str, int]:
     """Daily: snapshots, runs, notifications and drill runs past HEALTH_RETENTION_DAYS."""
     if not ticks.once_per_tick(self.request, scope=services.PRUNE_SCOPE):
         return {"snapshots": 0, "runs": 0, "notifications": 0, "drill_runs": 0}
@@ -37,12 +37,12 @@ def health_history_prune(self) -> dict[str, int]:  # type: ignore[no-untyped-def
 
 @shared_task(name="health.tasks.alert_notify", bind=True, ignore_result=True, acks_late=True,
              max_retries=NOTIFY_RETRIES)
-def alert_notify(self, notification_id: int) -> None:  # type: ignore[no-untyped-def]
+def alert_notify(self, notification_id: int) -> None:
     """Sends one alert notification; a failed channel is retried with backoff, a sent one never again."""
     try:
         services.alert_notification_send(notification_id=notification_id)
     except services.NotificationFailed as exc:
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
 
 
 def _backoff(retries: int) -> int:

@@ -30,7 +30,7 @@ def live(request: HttpRequest) -> JsonResponse:
 
 def _database() -> dict:
     started = time.perf_counter()
-    pool = connections["default"].pool
+    pool = connections["default"].pool  # type: ignore[attr-defined]  # Django 5.1's pool; not in django-stubs
     try:
         if pool is None:
             with connections["default"].cursor() as cursor:

@@ -16,9 +16,9 @@ from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 from payments import refunds, services
 from payments.forms import RefundForm, SettleForm
+from payments.models import SETTLED_BY_HAND, ApiClient, Payment, PaymentAttempt, Refund
 from payments.money import money_format
 from payments.selectors import payment_unknown_summary, refund_unknown_summary, with_display
-from payments.models import SETTLED_BY_HAND, ApiClient, Payment, PaymentAttempt, Refund
 
 
 class CurrencyFilter(admin.SimpleListFilter):
@@ -45,7 +45,7 @@ class PaymentAttemptInline(admin.TabularInline):
     fields = ("number", "operation", "started_at", "duration_ms", "outcome", "http_status", "gateway_request_id", "error")
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
 
@@ -56,7 +56,7 @@ class RefundInline(admin.TabularInline):
     fields = ("id", "amount", "status", "gateway_id", "failure_code", "reason", "created_by", "created")
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
 
@@ -73,7 +73,7 @@ class PaymentAdmin(admin.ModelAdmin):
     actions = ("settle_now",)
     readonly_fields = [f.name for f in Payment._meta.fields]
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # type: ignore[no-untyped-def]
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         context = {"unknown_summary": with_display(payment_unknown_summary()),
                    "unknown_refunds": with_display(refund_unknown_summary())}
         return super().changelist_view(request, {**(extra_context or {}), **context})
@@ -85,7 +85,7 @@ class PaymentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
     @admin.action(description="Settle now (ask the gateway)", permissions=["change"])
@@ -160,7 +160,7 @@ class PaymentAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return payment
 
-    def render_change_form(self, request: HttpRequest, context: dict, *args, **kwargs) -> HttpResponse:  # type: ignore[no-untyped-def]
+    def render_change_form(self, request: HttpRequest, context: dict, *args, **kwargs) -> HttpResponse:
         payment = context.get("original")
         if payment is not None:
             context["can_settle_by_hand"] = payment.status in SETTLED_BY_HAND and self.has_change_permission(request)
@@ -187,10 +187,10 @@ class RefundAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a refund starts from its payment's page, where its amount is checked
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.has_perm("payments.change_payment")
 
     @admin.action(description="Settle now (ask the gateway)", permissions=["change"])
@@ -210,7 +210,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "is_active", "created", "last_used_at", "revoked_at")
     actions = ("rotate", "revoke")
 
-    def save_model(self, request: HttpRequest, obj: ApiClient, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+    def save_model(self, request: HttpRequest, obj: ApiClient, form, change: bool) -> None:
         if change:
             obj.save(update_fields=["name"])
             return

@@ -9,5 +9,6 @@ class PaymentsConfig(AppConfig):
         # Every process that can change an API key (web, console, shell, workers) announces
         # the change to the processes that cache keys.
         from payments.api import keycache  # noqa: F401
+
         # Gateway events: their tasks for every worker, their pages for the console.
         from payments.webhooks import admin, tasks  # noqa: F401

@@ -36,7 +36,8 @@ def intent_outcome(intent: dict[str, Any]) -> Outcome:
     if status == "succeeded":
         return Outcome(S.SUCCEEDED, gateway_id=gateway_id)
     if status == "requires_action":
-        action = intent.get("next_action") if isinstance(intent.get("next_action"), dict) else {}
+        raw = intent.get("next_action")
+        action: dict[str, Any] = raw if isinstance(raw, dict) else {}
         return Outcome(S.REQUIRES_ACTION, gateway_id=gateway_id,
                        next_action={**action, "client_secret": intent.get("client_secret")})
     if status == "requires_payment_method":

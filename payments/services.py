@@ -7,9 +7,10 @@ import hmac
 import logging
 import secrets
 import threading
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Collection, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -17,6 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from payments import statements
+from payments.figures import record_payment_outcome
 from payments.gateway import GatewayResult, get_gateway
 from payments.gateway.client import Attempt
 from payments.ids import new_id
@@ -30,7 +32,6 @@ from payments.models import (
     PaymentAttempt,
 )
 from payments.models import PaymentStatus as S
-from payments.figures import record_payment_outcome
 from payments.outcomes import Outcome, create_outcome, intent_outcome
 
 logger = logging.getLogger(__name__)

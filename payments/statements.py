@@ -11,8 +11,9 @@ else in the app uses the ORM; table names come from the models' Meta.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import psycopg
 from django.db import connection, transaction
@@ -132,7 +133,7 @@ def api_client_by_prefix(prefix: str) -> ApiClient | None:
         return None
     names = ("id", "name", "prefix", "key_hash", "is_active", "created", "created_by_id", "last_used_at",
              "revoked_at")
-    return _loaded(ApiClient, **dict(zip(names, row)))
+    return _loaded(ApiClient, **dict(zip(names, row, strict=False)))
 
 
 def payment_open(*, client: ApiClient, key: str, endpoint: str, request_hash: str, lease: datetime,

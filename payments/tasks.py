@@ -15,7 +15,7 @@ PRUNE_SCOPE = "payments:prune"
 
 @shared_task(name="payments.tasks.payment_settle_task", bind=True, ignore_result=True, acks_late=True,
              max_retries=CLAIM_RETRIES)
-def payment_settle_task(self, payment_id: str) -> None:  # type: ignore[no-untyped-def]
+def payment_settle_task(self, payment_id: str) -> None:
     payment = services.payment_settle(payment_id=payment_id)
     if payment.status == "processing":
         # Another send holds the claim, or a worker killed mid-call left it (this may be that
@@ -29,7 +29,7 @@ def refund_settle_task(refund_id: str) -> None:
 
 
 @shared_task(name="payments.tasks.payment_settle_sweep", bind=True, ignore_result=True)
-def payment_settle_sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def payment_settle_sweep(self) -> dict[str, int]:
     """Beat's sweep runs once per tick (a second beat's copy is skipped); a sweep sent by hand always runs."""
     if not ticks.once_per_tick(self.request, scope=SWEEP_SCOPE):
         return {"queued": 0, "expired": 0}
@@ -37,7 +37,7 @@ def payment_settle_sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def
 
 
 @shared_task(name="payments.tasks.idempotency_records_prune", bind=True, ignore_result=True)
-def idempotency_records_prune(self) -> int:  # type: ignore[no-untyped-def]
+def idempotency_records_prune(self) -> int:
     """Daily: idempotency records past their replay window, once per tick."""
     if not ticks.once_per_tick(self.request, scope=PRUNE_SCOPE):
         return 0

@@ -9,8 +9,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
-from typing import Any, Sequence
 
 from sandbox.faults import KINDS
 

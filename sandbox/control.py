@@ -42,14 +42,14 @@ def _bad(message: str, status: int = 400) -> Response:
     return stripe_error(status, "invalid_request_error", f"sandbox control: {message}")
 
 
-async def handle_control(proxy: "ProxyServer", req: Request) -> Response:
+async def handle_control(proxy: ProxyServer, req: Request) -> Response:
     try:
         return await _route(proxy, req)
     except Exception as exc:  # answer, don't drop the connection: a drop looks like a fault
         return _bad(f"internal error: {type(exc).__name__}: {exc}", 500)
 
 
-async def _route(proxy: "ProxyServer", req: Request) -> Response:
+async def _route(proxy: ProxyServer, req: Request) -> Response:
     route = (req.method, req.path.rstrip("/"))
     try:
         payload = _body(req) if req.method in ("POST", "PUT") else {}
@@ -91,7 +91,7 @@ async def _route(proxy: "ProxyServer", req: Request) -> Response:
     return _bad(f"no control endpoint {req.method} {req.path}", 404)
 
 
-async def _intents(proxy: "ProxyServer", query: dict[str, str]) -> Response:
+async def _intents(proxy: ProxyServer, query: dict[str, str]) -> Response:
     """Payment intents whose metadata matches, from fast mode and from localstripe.
 
     localstripe's GET /v1/payment_intents lists every intent (oldest first, `limit` and

@@ -42,7 +42,7 @@ def _fail_authentication_like_stripe() -> None:
     if getattr(original, "sandbox_wrapped", False):
         return
 
-    def authenticate(id, client_secret=None, success=False, **kwargs):  # type: ignore[no-untyped-def]
+    def authenticate(id, client_secret=None, success=False, **kwargs):
         intent = original(id, client_secret=client_secret, success=success, **kwargs)
         if intent._authentication_failed:
             schedule_webhook(resources.Event("payment_intent.payment_failed", intent))

@@ -77,13 +77,13 @@ class SandboxStack:
 
     # ---- life cycle -----------------------------------------------------------------
 
-    def __enter__(self) -> "SandboxStack":
+    def __enter__(self) -> SandboxStack:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def start(self) -> "SandboxStack":
+    def start(self) -> SandboxStack:
         try:
             if self.upstream_url:
                 self.gateway_url = self.upstream_url.rstrip("/")

@@ -70,7 +70,7 @@ class Response:
                 return value
         return None
 
-    def with_headers(self, *extra: tuple[str, str]) -> "Response":
+    def with_headers(self, *extra: tuple[str, str]) -> Response:
         names = {name.lower() for name, _ in extra}
         kept = [(k, v) for k, v in self.headers if k.lower() not in names]
         return Response(self.status, self.body, kept + list(extra), self.content_type)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 @dataclass
 class Verdict:
     fixable: list[str] = field(default_factory=list)  # "pkg 1.0: ID (fixed in 1.1)"

@@ -15,7 +15,6 @@ import requests
 from django.db import connection, connections
 
 from config.postgres.base import RECENTLY_RETURNED, _returned_at, check_unless_recent
-
 from tests.support.processes import ROOT, gunicorn, service_env
 from tests.support.tcpproxy import TcpProxy
 

@@ -81,9 +81,8 @@ def test_payments_health_console_and_settlement_run_through_pgbouncer(gateway, t
             assert len(servers) <= SERVER_POOL < len(clients)
 
             # A health run in the worker behind PgBouncer (its own queue: nobody else takes it).
-            from health.tasks import health_check_run
-
             from config.redis import get_redis
+            from health.tasks import health_check_run
 
             for claim in get_redis().scan_iter("payops:health:tick:*"):  # an earlier test's claim of this tick
                 get_redis().delete(claim)

@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -161,7 +160,7 @@ class Fleet:
         self._i = 0
 
     # -- life cycle -------------------------------------------------------------------------
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         try:
             self.start()
         except BaseException:
@@ -478,7 +477,7 @@ def command_line() -> str:
 
 def write_section(title: str, body: str, path: Path = RELIABILITY_DOC) -> None:
     """Replace (or append) the `## title` section of docs/reliability.md with a dated one."""
-    header = (f"## {title}\n\n*{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}.*\n\n"
+    header = (f"## {title}\n\n*{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine()}.*\n\n"
               f"```\n{command_line()}\n```\n\n")
     replace_section(path, f"## {title}", header + body.strip() + "\n", title="Reliability under fire")
 

@@ -49,7 +49,7 @@ def _alerts_since(since: float) -> list[dict[str, Any]]:
 
     from health.models import Alert
 
-    start = dt.datetime.fromtimestamp(since, dt.timezone.utc)
+    start = dt.datetime.fromtimestamp(since, dt.UTC)
     rows = list(Alert.objects.filter(component="gateway", condition="circuit_open", last_seen__gte=start)
                 .values("id", "status", "severity", "occurrences", "reopened", "first_seen", "resolved_at",
                         "message"))

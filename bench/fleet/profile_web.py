@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 spies = [subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", str(RATE),
                                            "--nonblocking", "--gil", "-d", str(round(args.seconds)), "-o", str(raw)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                         for pid, raw in zip(pids, raws)]
+                         for pid, raw in zip(pids, raws, strict=False)]
             level = load.drive(urls[app], clients=args.clients, seconds=args.seconds, tag=f"{run_id}-{app}",
                                api_key=key, body=body, script=script, server_pid=master)
             for proc in spies:

@@ -34,6 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from datetime import UTC
+
 from bench.fleet import common  # noqa: E402
 from bench.fleet.common import Fleet, Load, Payer  # noqa: E402
 from bench.fleet.pool_pressure import Result  # noqa: E402
@@ -198,7 +200,7 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     ok_times = sorted(h.started + h.elapsed for h in hits if h.status == 201 and cut <= h.started + h.elapsed
                       <= restored)
     edges = [cut, *ok_times, restored]
-    longest_gap = max((b - a for a, b in zip(edges, edges[1:])), default=restored - cut)
+    longest_gap = max((b - a for a, b in zip(edges, edges[1:], strict=False)), default=restored - cut)
 
     # Publishing resumes: every web process and the worker write a fresh document after the restore.
     driver.join()
@@ -276,9 +278,9 @@ def _dead_mans_switch(marks: dict[str, float], seen: list[tuple[float, bool]]) -
 
 
 def _aware(wall: float):  # type: ignore[no-untyped-def]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(wall, tz=timezone.utc)
+    return datetime.fromtimestamp(wall, tz=UTC)
 
 
 def report(r: Result) -> str:

@@ -111,7 +111,7 @@ def _sent(path: Path) -> dict[str, int]:
 def _at(epoch: float) -> Any:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
 
 
 def _iso(epoch: int) -> str:

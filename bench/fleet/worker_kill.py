@@ -197,7 +197,7 @@ def report(r: Result) -> str:
         "settlement: processing / settle messages unacked at kill / redelivered / kill → all settled |",
         "|---|---|---|",
     ]
-    for i, (h, s) in enumerate(zip(f["health"], f["settle"]), start=1):
+    for i, (h, s) in enumerate(zip(f["health"], f["settle"], strict=False), start=1):
         lines.append(
             f"| {i} | {'yes' if h['in_flight'] else 'no'} / {h['runs_for_tick']} / {h['snapshots']} of "
             f"{h['components']} / {h['kill_to_run_s']} s | {s['processing_at_kill']} / {s['settle_unacked_at_kill']} / "

@@ -10,10 +10,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
-    ConnectionError as BotoConnectionError,
     CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 _TRANSIENT = (HTTPClientError, BotoConnectionError, NoCredentialsError, CredentialRetrievalError)

@@ -49,7 +49,7 @@ def make_handler() -> logging.Handler:
             logs_client, region=settings.AWS_REGION, endpoint_url=endpoint, timeout=settings.CLOUDWATCH_TIMEOUT,
         ))
         handler = BoundedCloudWatchHandler(
-            log_group_name=settings.CLOUDWATCH_LOG_GROUP,
+            log_group_name=str(settings.CLOUDWATCH_LOG_GROUP),  # set: CloudWatch is on
             stream_prefix=stream_prefix(host=settings.HOSTNAME, role=settings.PROCESS_ROLE),
             boto3_client=client,
             retention_days=getattr(settings, "CLOUDWATCH_RETENTION_DAYS", 0) or None,

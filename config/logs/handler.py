@@ -290,7 +290,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         if retry:
             # Still pending, so still inside the bound emit enforces: they always fit.
             for event in events:
-                target.put_nowait(event)  # type: ignore[union-attr]
+                target.put_nowait(event)
         elif transient:
             self._settle(dropped=len(events), pending=len(events))
         else:

@@ -8,16 +8,15 @@ reconnection logic takes over and a failure answers 503, not a retry loop in the
 
 from __future__ import annotations
 
-import logging
 import functools
+import logging
 import threading
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import psycopg
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
@@ -85,7 +84,7 @@ def _getconn_for_request(pool: ConnectionPool, getconn: Callable[..., psycopg.Co
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> ConnectionPool | None:
-        pool = super().pool
+        pool = super().pool  # type: ignore[misc]  # Django 5.1's pool property; django-stubs lacks it
         # Django builds the pool with psycopg_pool's check when CONN_HEALTH_CHECKS is on and
         # takes no check of ours; swap it in once (psycopg-pool is pinned; if the attribute
         # ever moves, the pool keeps its own check, which is only slower).
@@ -101,7 +100,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.connection is not None and self.pool is not None:
             mark_returned(self.connection)
             leaks.returned(self.connection)
-        super()._close()
+        super()._close()  # type: ignore[misc]  # Django's private close, which gives the connection back
 
     def get_new_connection(self, conn_params):
         if self.pool is not None and self.alias not in _verified:

@@ -37,7 +37,9 @@ class DatabaseCheck(Check):
                              "behind_pgbouncer": behind_pgbouncer}
         reading = Reading(figures=figures, message=_message(figures))
         reading.utilisation["pool_utilisation"] = figures["utilisation_pct"]
-        reading.utilisation["server_connections"] = percent(server["total"], server["max_connections"])
+        server_pct = percent(server["total"], server["max_connections"])
+        if server_pct is not None:
+            reading.utilisation["server_connections"] = server_pct
         timeouts = [p for p in pools if p["acquire_errors"] or p["exhausted_503"]]
         if timeouts:
             count = sum(p["acquire_errors"] + p["exhausted_503"] for p in timeouts)

@@ -11,10 +11,9 @@ class GatewayCheck(Check):
     name = "gateway"
 
     def measure(self) -> Reading:
+        from health.services import breaker_open_finding
         from payments.gateway import get_gateway
         from payments.gateway.errors import GatewayCredentialsRefused, GatewayError
-
-        from health.services import breaker_open_finding
 
         gateway = get_gateway()
         reading = Reading()

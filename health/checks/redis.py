@@ -34,8 +34,9 @@ class RedisCheck(Check):
             message=f"ping {latency_ms:.1f} ms, {used / 1048576:.1f} MiB used"
                     + (f" of {limit / 1048576:.0f} MiB" if limit else " (no maxmemory)"),
         )
-        if limit:
-            reading.utilisation["memory"] = percent(used, limit)
+        memory = percent(used, limit)
+        if memory is not None:  # no maxmemory: nothing to run out of
+            reading.utilisation["memory"] = memory
         if latency_ms > SLOW_MS:
             reading.problems.append(Problem("slow", "warning", f"redis ping took {latency_ms:.0f} ms"))
         return reading

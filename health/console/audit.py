@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -28,7 +29,8 @@ class AuthorFilter(admin.SimpleListFilter):
         return [(str(user.pk), user.get_username()) for user in authors]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[LogEntry]) -> QuerySet[LogEntry]:
-        return queryset.filter(user_id=self.value()) if self.value() else queryset
+        value = self.value()
+        return queryset.filter(user_id=value) if value else queryset
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -62,7 +64,8 @@ class AuditTrailAdmin(ReadOnly):
         if entry.content_type_id is None or entry.is_deletion():
             return entry.object_repr
         try:
-            url = reverse(f"admin:{entry.content_type.app_label}_{entry.content_type.model}_change",
+            content_type = ContentType.objects.get_for_id(entry.content_type_id)  # cached per process
+            url = reverse(f"admin:{content_type.app_label}_{content_type.model}_change",
                           args=[entry.object_id])
         except NoReverseMatch:
             return entry.object_repr

@@ -41,7 +41,7 @@ def db_pool_stress(*, concurrency: int, pool_max: int, hold_ms: int, progress: P
     concurrency = max(1, min(concurrency, MAX_CONCURRENCY))
     pool_max = max(1, min(pool_max, MAX_POOL))
     hold = max(0.0, min(hold_ms, MAX_HOLD_MS)) / 1000
-    own_pool = connection.pool
+    own_pool = connection.pool  # type: ignore[attr-defined]  # Django 5.1's pool; not in django-stubs
     use_own = own_pool is not None and pool_max == own_pool.max_size
     before = own_pool.get_stats() if use_own else {}
     dedicated = None if use_own else _dedicated_pool(pool_max)
@@ -323,7 +323,7 @@ def log_test(*, run_id: int, progress: Progress) -> dict[str, Any]:
     results = []
     for index, handler in enumerate(handlers, start=1):
         progress(index - 1, len(handlers) + 1, f"sending to {handler.__class__.__name__}")
-        entry = {"handler": handler.__class__.__name__, "name": handler.get_name() or "",
+        entry: dict[str, Any] = {"handler": handler.__class__.__name__, "name": handler.get_name() or "",
                  "level": logging.getLevelName(handler.level), "target": _handler_target(handler)}
         if record.levelno < handler.level:
             entry.update(delivered=False, error="below the handler's level")

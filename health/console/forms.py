@@ -40,7 +40,13 @@ class BreakerClearForm(forms.Form):
     reason = forms.CharField(max_length=200, label="Reason for ending the override")
 
 
-class DbPoolDrillForm(forms.Form):
+class DrillForm(forms.Form):
+    """A drill's parameters; `kind` names the drill it starts."""
+
+    kind: DrillKind
+
+
+class DbPoolDrillForm(DrillForm):
     kind = DrillKind.DB_POOL
     concurrency = forms.IntegerField(min_value=1, max_value=drills.MAX_CONCURRENCY, initial=25,
                                      help_text="Queries started at the same moment.")
@@ -51,7 +57,7 @@ class DbPoolDrillForm(forms.Form):
                                  help_text="How long each query holds its connection (pg_sleep).")
 
 
-class HttpPoolDrillForm(forms.Form):
+class HttpPoolDrillForm(DrillForm):
     kind = DrillKind.HTTP_POOL
     concurrency = forms.IntegerField(min_value=1, max_value=drills.MAX_CONCURRENCY, initial=15,
                                      help_text=f"Requests at once (the payment pool holds {settings.PAYMENT_POOL_MAXSIZE}).")
@@ -59,7 +65,7 @@ class HttpPoolDrillForm(forms.Form):
                                 help_text="Bursts one after the other: later ones reuse the connections.")
 
 
-class PaymentTimeoutDrillForm(forms.Form):
+class PaymentTimeoutDrillForm(DrillForm):
     kind = DrillKind.PAYMENT_TIMEOUT
     timeouts = forms.IntegerField(min_value=1, max_value=settings.PAYMENT_RETRY_ATTEMPTS,
                                   initial=settings.PAYMENT_RETRY_ATTEMPTS,
@@ -69,10 +75,10 @@ class PaymentTimeoutDrillForm(forms.Form):
     amount = forms.IntegerField(min_value=50, max_value=10000, initial=100, help_text="USD cents, sandbox money.")
 
 
-class LogTestDrillForm(forms.Form):
+class LogTestDrillForm(DrillForm):
     kind = DrillKind.LOG_TEST
 
 
-DRILL_FORMS: dict[str, type[forms.Form]] = {
+DRILL_FORMS: dict[str, type[DrillForm]] = {
     form.kind: form for form in (DbPoolDrillForm, HttpPoolDrillForm, PaymentTimeoutDrillForm, LogTestDrillForm)
 }

@@ -102,7 +102,7 @@ def _series_rows(*, start: datetime, end: datetime, bucket: int) -> list[dict[st
         names = ("at", "total", "succeeded", "attempts", "timeouts", "conflicts", "rate_limited", "server_errors",
                  "seconds", "p50", "p95", "p99")
         return [{name: (value if value is not None or name in ("p50", "p95", "p99") else 0)
-                 for name, value in zip(names, row)} for row in cursor.fetchall()]
+                 for name, value in zip(names, row, strict=False)} for row in cursor.fetchall()]
 
 
 def _histogram(*, start: datetime, end: datetime) -> tuple[list[float], list[int]]:

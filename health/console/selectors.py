@@ -313,7 +313,7 @@ def alert_history(*, alert: Alert) -> list[dict[str, Any]]:
     for entry in (LogEntry.objects.filter(content_type=content_type, object_id=str(alert.pk))
                   .select_related("user").order_by("action_time")[:50]):
         events.append({"at": entry.action_time, "what": "changed in the console",
-                       "who": entry.user.get_username() if entry.user else "", "detail": entry.get_change_message()})
+                       "who": str(entry.user) if entry.user else "", "detail": entry.get_change_message()})
     if alert.resolved_at and alert.resolved_by is None:
         events.append({"at": alert.resolved_at, "what": "resolved automatically", "who": "",
                        "detail": alert.resolution_note})

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -47,7 +47,7 @@ class ActionReport:
     silences: list[Silence] = field(default_factory=list)
 
 
-def audit_log(*, by: AbstractBaseUser, message: str, obj: models.Model | None = None, repr_: str = "",
+def audit_log(*, by: User, message: str, obj: models.Model | None = None, repr_: str = "",
               flag: int = CHANGE) -> LogEntry:
     """An admin log entry: who, when (now), on what, and the message that says what and why."""
     return LogEntry.objects.create(
@@ -59,7 +59,7 @@ def audit_log(*, by: AbstractBaseUser, message: str, obj: models.Model | None = 
 
 # --- Alerts -------------------------------------------------------------------------------------
 @transaction.atomic
-def alerts_acknowledge(*, alerts: Iterable[Alert], by: AbstractBaseUser, note: str) -> ActionReport:
+def alerts_acknowledge(*, alerts: Iterable[Alert], by: User, note: str) -> ActionReport:
     report = ActionReport()
     for alert in alerts:
         if alert.status != "open":
@@ -72,7 +72,7 @@ def alerts_acknowledge(*, alerts: Iterable[Alert], by: AbstractBaseUser, note: s
 
 
 @transaction.atomic
-def alerts_resolve(*, alerts: Iterable[Alert], by: AbstractBaseUser, note: str) -> ActionReport:
+def alerts_resolve(*, alerts: Iterable[Alert], by: User, note: str) -> ActionReport:
     report = ActionReport()
     for alert in alerts:
         if alert.status not in ACTIVE_ALERT_STATUSES:
@@ -85,7 +85,7 @@ def alerts_resolve(*, alerts: Iterable[Alert], by: AbstractBaseUser, note: str) 
 
 
 @transaction.atomic
-def alerts_silence(*, alerts: Iterable[Alert], by: AbstractBaseUser, reason: str, duration: timedelta,
+def alerts_silence(*, alerts: Iterable[Alert], by: User, reason: str, duration: timedelta,
                    now: datetime | None = None) -> ActionReport:
     """One silence per component/condition among the alerts, from now for `duration`."""
     now = now or timezone.now()
@@ -113,12 +113,12 @@ def _duration(delta: timedelta) -> str:
 
 # --- The gateway breaker -------------------------------------------------------------------------
 @transaction.atomic
-def breaker_force(*, by: AbstractBaseUser, state: str, reason: str, minutes: int) -> datetime:
+def breaker_force(*, by: User, state: str, reason: str, minutes: int) -> datetime:
     """Holds the gateway's circuit open or closed for the whole fleet until now + `minutes`."""
     from payments.gateway import get_gateway
 
     until = timezone.now() + timedelta(minutes=minutes)
-    get_gateway().breaker.force(state=state, reason=reason, until=until, by=by.get_username())
+    _breaker(get_gateway()).force(state=state, reason=reason, until=until, by=by.get_username())
     override = BreakerOverride.objects.create(state=state, reason=reason, until=until, forced_by=by)
     audit_log(by=by, obj=override, flag=ADDITION,
               message=f"Forced {state} until {until:%Y-%m-%d %H:%M} UTC: {reason}")
@@ -128,11 +128,17 @@ def breaker_force(*, by: AbstractBaseUser, state: str, reason: str, minutes: int
     return until
 
 
+def _breaker(gateway: Any) -> Any:
+    if gateway.breaker is None:
+        raise RuntimeError("this gateway client has no circuit breaker to force")
+    return gateway.breaker
+
+
 @transaction.atomic
-def breaker_force_clear(*, by: AbstractBaseUser, reason: str) -> None:
+def breaker_force_clear(*, by: User, reason: str) -> None:
     from payments.gateway import get_gateway
 
-    get_gateway().breaker.clear_force(by=by.get_username())
+    _breaker(get_gateway()).clear_force(by=by.get_username())
     now = timezone.now()
     override = BreakerOverride.objects.filter(ended_at__isnull=True, until__gt=now).first()
     if override is None:
@@ -151,7 +157,7 @@ class DrillBusy(Exception):
         self.run = run
 
 
-def drill_start(*, kind: str, params: dict[str, Any], by: AbstractBaseUser) -> DrillRun:
+def drill_start(*, kind: str, params: dict[str, Any], by: User) -> DrillRun:
     """Records the run and queues it after commit; a second start while one of the same kind
     is queued or running raises DrillBusy (the database's partial unique index decides)."""
     if kind not in DrillKind.values:

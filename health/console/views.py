@@ -20,6 +20,7 @@ from health.console.charts import Span, Threshold, line_chart, timeline_chart
 from health.console.forms import DRILL_FORMS, BreakerClearForm, BreakerForceForm
 from health.console.payment_figures import payments_overview
 from health.console.runbook import load_runbook
+from health.console.users import acting_user
 from health.models import DrillRun
 
 WARNING_COLOUR, CRITICAL_COLOUR = "#b7791f", "#c53030"
@@ -132,23 +133,23 @@ def breaker_override(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> 
     if request.POST.get("op") == "clear":
         form = BreakerClearForm(request.POST)
         if form.is_valid():
-            services.breaker_force_clear(by=request.user, reason=form.cleaned_data["reason"])
+            services.breaker_force_clear(by=acting_user(request), reason=form.cleaned_data["reason"])
             messages.success(request, "Breaker override ended; the breaker follows the failure rate again.")
         else:
             messages.error(request, "Say why the override ends.")
         return HttpResponseRedirect(target)
-    form = BreakerForceForm(request.POST)
-    if not form.is_valid():
+    force = BreakerForceForm(request.POST)
+    if not force.is_valid():
         messages.error(request, "Breaker not forced: " + "; ".join(
-            f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
+            f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in force.errors.items()))
         return HttpResponseRedirect(target)
     try:
-        until = services.breaker_force(by=request.user, state=form.cleaned_data["state"],
-                                       reason=form.cleaned_data["reason"], minutes=form.cleaned_data["minutes"])
+        until = services.breaker_force(by=acting_user(request), state=force.cleaned_data["state"],
+                                       reason=force.cleaned_data["reason"], minutes=force.cleaned_data["minutes"])
     except Exception as exc:  # noqa: BLE001 - e.g. Redis away: the fleet cannot be told
         messages.error(request, f"Breaker not forced: {exc}")
         return HttpResponseRedirect(target)
-    messages.success(request, f"Breaker forced {form.cleaned_data['state']} for the whole fleet until "
+    messages.success(request, f"Breaker forced {force.cleaned_data['state']} for the whole fleet until "
                               f"{until:%H:%M} UTC.")
     return HttpResponseRedirect(target)
 
@@ -175,7 +176,7 @@ def drill_start(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> HttpR
             if form.is_valid():
                 params = dict(form.cleaned_data)
                 try:
-                    run = services.drill_start(kind=kind, params=params, by=request.user)
+                    run = services.drill_start(kind=kind, params=params, by=acting_user(request))
                 except services.DrillBusy as busy:
                     messages.error(request, "That drill is already running: it cannot be started twice at once.")
                     if busy.run is not None:

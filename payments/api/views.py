@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -156,7 +156,7 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
         opened.append(payment)
         return record
 
-    def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
+    def run(record) -> tuple[int, dict[str, Any], bool]:
         # A first request opened its payment with the claim. A repeat whose claim was rolled
         # back (the key existed) takes the record's payment after an expired lease instead.
         fresh = opened[-1] if opened and opened[-1].id == record.resource_id else None
@@ -246,7 +246,7 @@ def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) ->
         return JsonResponse({"object": "list", "data": [refund_to_dict(r) for r in payment.refunds.all()],
                              "has_more": False, "url": f"/api/v1/payments/{payment.id}/refunds"})
 
-    def run(record) -> tuple[int, dict[str, Any], bool]:  # type: ignore[no-untyped-def]
+    def run(record) -> tuple[int, dict[str, Any], bool]:
         try:
             refund = refunds.refund_create(client=client, record=record, payment_id=payment_id, amount=amount)
         except refunds.RefundRefused as exc:

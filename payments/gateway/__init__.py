@@ -15,7 +15,7 @@ _lock = threading.Lock()
 _client: GatewayClient | None = None
 
 
-def _on_transition(old: str, new: str, snapshot) -> None:  # type: ignore[no-untyped-def]
+def _on_transition(old: str, new: str, snapshot) -> None:
     # The health app turns breaker transitions into alerts; a failure there must never
     # disturb the payment that tripped the breaker.
     try:

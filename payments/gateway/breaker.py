@@ -47,7 +47,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis
@@ -531,7 +531,7 @@ class CircuitBreaker:
             raise SharedStateUnavailable(f"Redis unavailable: {self.config.name!r} not forced")
         if _text(raw[0]) == "until_in_past":
             raise ValueError("until is not in the future by the Redis server's clock")
-        until_iso = datetime.fromtimestamp(until_s, tz=timezone.utc).isoformat(timespec="seconds")
+        until_iso = datetime.fromtimestamp(until_s, tz=UTC).isoformat(timespec="seconds")
         logger.warning(
             "circuit %s forced %s by %s until %s: %s",
             self.config.name, state, by, until_iso, reason,

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,12 +21,12 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Timeout
 
+from payments.figures import record_gateway_call
 from payments.gateway import answers
 from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
 from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
-from payments.figures import record_gateway_call
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ def _attempt_outcome(record: AttemptRecord, method: str) -> str:
 
 
 def _attempt(record: AttemptRecord, method: str, outcome: str | None = None) -> Attempt:
-    started = datetime.now(timezone.utc).timestamp() - (time.perf_counter() - record.started)
+    started = datetime.now(UTC).timestamp() - (time.perf_counter() - record.started)
     return Attempt(
-        started_at=datetime.fromtimestamp(started, tz=timezone.utc),
+        started_at=datetime.fromtimestamp(started, tz=UTC),
         duration_ms=round(record.duration * 1000, 3),
         outcome=outcome or _attempt_outcome(record, method),
         http_status=record.status,
@@ -211,7 +211,8 @@ class GatewayClient:
         body_error = False
         try:
             # No redirects: a payment is never re-sent to another address.
-            response = self.session.send(self._prepare(method, path, data, idempotency_key), timeout=timeout,
+            # requests hands a urllib3 Timeout to urllib3 as it is (separate connect and read).
+            response = self.session.send(self._prepare(method, path, data, idempotency_key), timeout=timeout,  # type: ignore[arg-type]
                                          allow_redirects=False)
             body = response.content  # read inside the try: a truncated body raises here
         except requests.RequestException as exc:
@@ -243,7 +244,7 @@ class GatewayClient:
         gateway sets no cookies, and the headers, with the API key's, are the session's."""
         prepared = requests.PreparedRequest()
         prepared.method, prepared.url = method, self.base_url + path
-        prepared.headers = CaseInsensitiveDict(self.session.headers)
+        prepared.headers = CaseInsensitiveDict(self.session.headers)  # type: ignore[arg-type]  # all str, set in __init__
         if idempotency_key:
             prepared.headers["Idempotency-Key"] = idempotency_key
         if data is not None:

@@ -70,12 +70,12 @@ class _InstrumentedMixin:
     # for a free connection; this bounds the wait (EmptyPoolError once it runs out).
     pool_wait: float = 5.0
 
-    def urlopen(self, method, url, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+    def urlopen(self, method, url, *args: Any, **kwargs: Any):
         if kwargs.get("pool_timeout") is None:
             kwargs["pool_timeout"] = self.pool_wait
         return super().urlopen(method, url, *args, **kwargs)  # type: ignore[misc]
 
-    def _get_conn(self, timeout: float | None = None):  # type: ignore[override]
+    def _get_conn(self, timeout: float | None = None):
         counters = self.counters
         with counters.lock:
             counters.waiting += 1
@@ -94,7 +94,7 @@ class _InstrumentedMixin:
                 counters.wait_seconds += waited
                 counters.max_wait_seconds = max(counters.max_wait_seconds, waited)
 
-    def _make_request(self, conn, method, url, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+    def _make_request(self, conn, method, url, *args: Any, **kwargs: Any):
         log: list[AttemptRecord] | None = getattr(_attempts, "log", None)
         started = time.perf_counter()
         with self.counters.lock:
@@ -140,7 +140,7 @@ class InstrumentedHTTPSConnectionPool(_InstrumentedMixin, HTTPSConnectionPool):
         self.counters = PoolCounters()
 
 
-_adapters: "weakref.WeakValueDictionary[str, InstrumentedAdapter]" = weakref.WeakValueDictionary()
+_adapters: weakref.WeakValueDictionary[str, InstrumentedAdapter] = weakref.WeakValueDictionary()
 
 
 class InstrumentedAdapter(HTTPAdapter):
@@ -175,7 +175,7 @@ def _pool_figures(client: str, pool: HTTPConnectionPool) -> dict[str, Any]:
     queue = pool.pool
     slots = list(queue.queue) if queue is not None else []
     idle = sum(1 for conn in slots if conn is not None)
-    in_use = pool.pool.maxsize - len(slots) if queue is not None else 0
+    in_use = queue.maxsize - len(slots) if queue is not None else 0
     with counters.lock:
         return {
             "client": client,

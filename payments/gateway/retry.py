@@ -42,7 +42,7 @@ class GatewayRetry(Retry):
         super().__init__(*args, **kwargs)
         self.first_delay = first_delay
 
-    def new(self, **kw: Any) -> "GatewayRetry":
+    def new(self, **kw: Any) -> GatewayRetry:
         kw.setdefault("first_delay", self.first_delay)
         return super().new(**kw)
 
@@ -66,7 +66,7 @@ class GatewayRetry(Retry):
         hint = attempt.should_retry if attempt is not None and attempt.status == status_code else None
         return answers.should_retry(status_code, {"Stripe-Should-Retry": hint or ""}, method=method)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # type: ignore[no-untyped-def]
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         if response is not None and answers.classify(response.status) == "conflict":
             # The gateway is still working on our first try under this key and executed
@@ -80,5 +80,5 @@ class GatewayRetry(Retry):
             if response is not None and new.respect_retry_after_header:
                 wait = max(wait, new.get_retry_after(response) or 0.0)
             if time.monotonic() + wait + budget > deadline:
-                raise MaxRetryError(_pool, url, error or DeadlineExceeded("payment deadline reached"))  # type: ignore[arg-type]
+                raise MaxRetryError(_pool, url, error or DeadlineExceeded("payment deadline reached"))
         return new

@@ -41,7 +41,7 @@ class GatewayEventAdmin(admin.ModelAdmin):
     actions = ("process_again",)
     readonly_fields = [f.name for f in GatewayEvent._meta.fields]
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # type: ignore[no-untyped-def]
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         refused, fleet = refusals_read()
         context = {"failed_count": gateway_event_failed_count(), "refused": sorted(refused.items()),
                    "refused_fleet": fleet}
@@ -54,10 +54,10 @@ class GatewayEventAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
     def has_process_permission(self, request: HttpRequest) -> bool:

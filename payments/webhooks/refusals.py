@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from config.redis import get_redis
 
@@ -21,7 +21,7 @@ def refusals_key(day: date) -> str:
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def refusal_count(*, code: str) -> None:
@@ -47,4 +47,4 @@ def refusals_read() -> tuple[dict[str, int], bool]:
         raw = get_redis().hgetall(refusals_key(day))
     except Exception:  # noqa: BLE001 - the console still shows what this process knows
         return dict(_counts.get(day, Counter())), False
-    return {key.decode(): int(value) for key, value in raw.items()}, True
+    return {key.decode() if isinstance(key, bytes) else key: int(value) for key, value in raw.items()}, True

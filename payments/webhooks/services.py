@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -70,7 +70,7 @@ def _parse_event(payload: bytes) -> dict[str, Any]:
 def _gateway_created(event: dict[str, Any]) -> datetime | None:
     created = event.get("created")
     if isinstance(created, int) and not isinstance(created, bool) and 0 < created < 2**32:
-        return datetime.fromtimestamp(created, tz=dt_timezone.utc)
+        return datetime.fromtimestamp(created, tz=UTC)
     return None
 
 

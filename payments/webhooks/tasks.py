@@ -17,7 +17,7 @@ def gateway_event_process_task(pk: int) -> None:
 
 
 @shared_task(name="payments.webhooks.tasks.gateway_event_sweep", bind=True, ignore_result=True)
-def gateway_event_sweep(self) -> int:  # type: ignore[no-untyped-def]
+def gateway_event_sweep(self) -> int:
     """Beat's sweep runs once per tick (a second beat's copy is skipped); one sent by hand always runs."""
     if not ticks.once_per_tick(self.request, scope=SWEEP_SCOPE):
         return 0

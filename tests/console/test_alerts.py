@@ -4,8 +4,8 @@ their note, an alert's history and snapshots, the runbook, and the index panel."
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -173,7 +173,7 @@ def test_console_pages_carry_no_inline_script_or_handler(client, make_user) -> N
         html = response.content.decode()
         assert "script-src 'self'" in response["Content-Security-Policy"]
         inline = [s for s in re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-                  if "src=" not in s[0] and not ('type="application/json"' in s[0])]
+                  if "src=" not in s[0] and 'type="application/json"' not in s[0]]
         assert inline == [], url
         assert not re.search(r"\son[a-z]+\s*=", html), url
 

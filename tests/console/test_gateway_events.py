@@ -4,8 +4,8 @@ searched by event or intent id, and "process again" for operators only, audited.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone as dt_timezone
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def today() -> str:
-    return refusals_key(datetime.now(dt_timezone.utc).date())
+    return refusals_key(datetime.now(UTC).date())
 
 EVENTS = "/admin/payments/gatewayevent/"
 

@@ -20,16 +20,15 @@ from health.checks import (
     PaymentsCheck,
     RedisCheck,
 )
-from health.models import Alert
 from health.fleet import process_id
+from health.models import Alert
 from health.selectors import fleet_pool_stats
 from health.services import health_check_run
 from payments.gateway import get_gateway
 from payments.gateway.outbound import get_outbound
 from payments.models import Payment
-from tests.support.processes import wait_until
 from tests.payments.factories import make_client
-from tests.support.processes import gunicorn
+from tests.support.processes import gunicorn, wait_until
 from tests.support.tcpproxy import _free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -222,6 +222,6 @@ def test_status_metrics_and_emf_agree_with_the_tests_own_tally(gateway, ticker, 
     assert [s.value for s in created if s.name == "payops_gateway_timeouts_total"] == [1]
     buckets = sorted((float(s.labels["le"]), s.value) for s in created
                      if s.name == "payops_gateway_request_duration_seconds_bucket")
-    counts = [int(b - a) for (_, a), (_, b) in zip([(0.0, 0.0)] + buckets[:-1], buckets)]
+    counts = [int(b - a) for (_, a), (_, b) in zip([(0.0, 0.0)] + buckets[:-1], buckets, strict=False)]
     assert counts == traffic["latency"]["counts"]
     assert round(histogram_quantile(0.95, bounds, counts) * 1000, 1) == traffic["latency"]["p95_ms"]

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,11 +27,11 @@ INTERVAL = 30
 
 
 def _tick(at: float) -> datetime:
-    return datetime.fromtimestamp(ticks.tick_of(at, INTERVAL), tz=timezone.utc)
+    return datetime.fromtimestamp(ticks.tick_of(at, INTERVAL), tz=UTC)
 
 
 def test_a_redelivered_message_runs_its_tick_although_its_dead_worker_holds_the_claim() -> None:
-    sent_at = datetime.now(timezone.utc)
+    sent_at = datetime.now(UTC)
     # The first delivery claimed the tick, then its worker was killed before storing anything.
     assert ticks.tick_claim(scope="health", tick=int(_tick(sent_at.timestamp()).timestamp()), holder="task-1",
                             ttl=ticks.claim_ttl(INTERVAL))
@@ -42,7 +42,7 @@ def test_a_redelivered_message_runs_its_tick_although_its_dead_worker_holds_the_
 
 def test_a_second_beats_copy_of_the_tick_is_skipped_and_logged(caplog) -> None:
     caplog.set_level(logging.INFO)
-    sent_at = datetime.now(timezone.utc)
+    sent_at = datetime.now(UTC)
     first = health_check_run(interval=INTERVAL, sent_at=sent_at, claim_id="beat-1-msg", checks=[StubCheck("redis")])
     second = health_check_run(interval=INTERVAL, sent_at=sent_at + timedelta(seconds=0.5), claim_id="beat-2-msg",
                               checks=[StubCheck("redis")])
@@ -52,7 +52,7 @@ def test_a_second_beats_copy_of_the_tick_is_skipped_and_logged(caplog) -> None:
 
 
 def test_a_late_redelivery_runs_the_tick_it_was_sent_for_not_the_current_one() -> None:
-    sent_at = datetime.now(timezone.utc) - timedelta(seconds=3 * INTERVAL)
+    sent_at = datetime.now(UTC) - timedelta(seconds=3 * INTERVAL)
     run = health_check_run(interval=INTERVAL, sent_at=sent_at, claim_id="late", checks=[StubCheck("redis")])
     assert run.tick == _tick(sent_at.timestamp())
     assert run.started_at > sent_at + timedelta(seconds=2 * INTERVAL)  # measured now, filed under its tick

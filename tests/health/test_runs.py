@@ -21,8 +21,7 @@ from health.checks.base import Reading
 from health.models import Alert, ComponentSnapshot, HealthCheckRun
 from health.services import health_check_run, health_history_prune
 from tests.health.conftest import StubCheck
-from tests.support.processes import wait_until
-from tests.support.processes import BIN, ROOT, _stop, service_env
+from tests.support.processes import BIN, ROOT, _stop, service_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,6 @@ from django.test import Client
 from payments.models import ApiClient
 from payments.services import api_key_create
 
-
 # Every raw key the suite created: the final scan proves none was stored or logged.
 ISSUED_KEYS: list[str] = []
 

@@ -7,16 +7,15 @@ import os
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+from config.wsgi import application  # noqa: E402  (pytest-django has configured settings)
 from payments.api.validation import contains_card_number
 from tests.payments.factories import make_client
-
-
-from config.wsgi import application  # noqa: E402  (pytest-django has configured settings)
 
 # The document is served by the app itself (no database involved), as clients fetch it.
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)

@@ -10,10 +10,10 @@ import pytest
 from django.utils import timezone
 
 from config import ticks
+from config.redis import get_redis
 from payments.models import IdempotencyRecord, Payment
 from payments.retention import idempotency_records_prune
 from payments.tasks import idempotency_records_prune as prune_task
-from config.redis import get_redis
 from tests.payments.factories import Api, make_client
 
 pytestmark = pytest.mark.django_db

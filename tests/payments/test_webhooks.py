@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,13 +19,13 @@ from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from config import ticks
 from config.redis import get_redis
 from payments import refunds as refund_services
 from payments import services as payment_services
 from payments.models import GatewayEvent, Payment, Refund
 from payments.webhooks import services
 from payments.webhooks.refusals import refusals_key
-from config import ticks
 from payments.webhooks.tasks import SWEEP_SCOPE, gateway_event_process_task, gateway_event_sweep
 from tests.payments.events import SECRET, URL, deliver, make_event, signature_for
 from tests.payments.factories import make_client
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.django_db
 
 
 def today() -> str:
-    return refusals_key(datetime.now(dt_timezone.utc).date())
+    return refusals_key(datetime.now(UTC).date())
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,7 @@ class Bouncer:
                              autocommit=True, prepare_threshold=None) as conn:
             cursor = conn.execute(f"SHOW {what}")
             names = [c.name for c in cursor.description or []]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ class TcpProxy:
         self._flowing = threading.Event()
         self._flowing.set()
 
-    def __enter__(self) -> "TcpProxy":
+    def __enter__(self) -> TcpProxy:
         self.restore()
         return self
 

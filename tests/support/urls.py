@@ -1,12 +1,12 @@
 """The service's URLs plus endpoints that only the test suite's servers expose."""
 
-import time
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from config.urls import handler404, handler500, urlpatterns as service_urls  # noqa: F401
+from config.urls import handler404, handler500  # noqa: F401
+from config.urls import urlpatterns as service_urls
 
 
 def hold_db(request: HttpRequest) -> JsonResponse:

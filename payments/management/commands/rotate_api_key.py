@@ -9,10 +9,10 @@ from payments.services import api_key_rotate
 class Command(BaseCommand):
     help = "Rotate an API client's key: the old key stops working at once; the new one is printed this once."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("name")
 
-    def handle(self, *args, name: str, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, name: str, **options) -> None:
         client = ApiClient.objects.filter(name=name).first()
         if client is None:
             raise CommandError(f"no API client named {name!r}")
