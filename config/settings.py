@@ -279,7 +279,26 @@ BREAKER_FAILURE_RATE = env_int("BREAKER_FAILURE_RATE", 50, minimum=1, maximum=10
 BREAKER_MINIMUM_CALLS = env_int("BREAKER_MINIMUM_CALLS", 10, minimum=1)  # calls before the rate counts
 BREAKER_WINDOW = env_int("BREAKER_WINDOW", 30, minimum=1)  # s, sliding window
 BREAKER_OPEN_SECONDS = env_ms("BREAKER_OPEN_MS", 30000)  # s of failing fast before one probe
-BREAKER_SLOW_CALL = env_ms("BREAKER_SLOW_CALL_MS", 8000)  # s; a slower success counts as a failure
+require(
+    "BREAKER_SLOW_CALL_MS" not in os.environ,
+    "BREAKER_SLOW_CALL_MS is gone: a slow success no longer counts as a breaker failure (only a call "
+    "slower than PAYMENT_TIMEOUT does); set PAYMENT_SLOW_CALL_MS, which lowers the gateway concurrency limit",
+)
+# Gateway calls in flight per process: calls over the limit are answered 503 gateway_saturated
+# at once, nothing sent. The limit falls toward the minimum while successes are slower than
+# PAYMENT_SLOW_CALL_MS (or calls time out) and climbs back to the maximum while they are not.
+PAYMENT_SLOW_CALL = env_ms("PAYMENT_SLOW_CALL_MS", 8000)  # s; a slower success lowers the limit, warns ops
+PAYMENT_CONCURRENCY_MAX = env_int("PAYMENT_CONCURRENCY_MAX", PAYMENT_POOL_MAXSIZE, minimum=1)  # calls
+PAYMENT_CONCURRENCY_MIN = env_int("PAYMENT_CONCURRENCY_MIN", min(2, PAYMENT_CONCURRENCY_MAX), minimum=1)  # calls
+require(
+    PAYMENT_CONCURRENCY_MAX <= PAYMENT_POOL_MAXSIZE,
+    "PAYMENT_CONCURRENCY_MAX must not exceed PAYMENT_POOL_MAXSIZE (a call over the pool waits for a "
+    "connection instead of being refused at once)",
+)
+require(
+    PAYMENT_CONCURRENCY_MIN <= PAYMENT_CONCURRENCY_MAX,
+    "PAYMENT_CONCURRENCY_MIN must not exceed PAYMENT_CONCURRENCY_MAX",
+)
 # Settlement of unknown outcomes: delays between re-asks, then every last one.
 # (the last step stays below CELERY_VISIBILITY_TIMEOUT's default, see the check below)
 PAYMENT_SETTLE_DELAYS = env_int_list("PAYMENT_SETTLE_DELAYS", [60, 300, 1800], minimum=1)  # s

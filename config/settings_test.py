@@ -21,7 +21,7 @@ _TEST_ENV = {
     "PAYMENT_DEADLINE": "4000",
     "PAYMENT_SETTLE_DELAYS": "1,1,2",
     "BREAKER_OPEN_MS": "1000",
-    "BREAKER_SLOW_CALL_MS": "900",
+    "PAYMENT_SLOW_CALL_MS": "900",
 }
 for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)

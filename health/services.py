@@ -60,6 +60,7 @@ DB_COUNTERS = ("requests_num", "requests_queued", "requests_wait_ms", "requests_
 HTTP_COUNTERS = ("acquisitions", "wait_ms_total", "pool_full", "requests", "errors", "connections_opened")
 LOG_COUNTERS = ("sent", "dropped", "errors", "failed")
 WEB_COUNTERS = ("requests", "queued", "wait_ms_total")
+GATEWAY_LIMIT_COUNTERS = ("calls", "shed", "slow", "cuts")
 
 
 class AlertNotActive(ValidationError):
@@ -73,6 +74,7 @@ class NotificationFailed(Exception):
 # --- Pool statistics -----------------------------------------------------------------------
 def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
+    from payments.gateway import gateway_limit_stats
     from payments.gateway.pools import http_pool_stats
 
     from config.postgres.lane import existing_lane
@@ -84,6 +86,7 @@ def pool_stats_collect() -> dict[str, Any]:
     http = http_pool_stats()
     logs = _logging_stats()
     web = queueing.stats(fleet.delta_window())  # a gunicorn worker's threads
+    limit = gateway_limit_stats()  # the gateway concurrency limit, once the client exists
     counters: dict[str, float] = {f"dbfail.{key}": value for key, value in failures.items()}
     if db is not None:
         counters.update({f"db.{key}": db[key] for key in DB_COUNTERS})
@@ -95,6 +98,8 @@ def pool_stats_collect() -> dict[str, Any]:
         counters.update({f"log.{key}": logs.get(key) or 0 for key in LOG_COUNTERS})
     if web is not None:
         counters.update({f"web.{key}": web[key] for key in WEB_COUNTERS})
+    if limit is not None:
+        counters.update({f"gwl.{key}": limit[key] for key in GATEWAY_LIMIT_COUNTERS})
     recent = fleet.history.recent(now, counters, fleet.delta_window())
 
     def section(prefix: str) -> dict[str, float]:
@@ -110,6 +115,8 @@ def pool_stats_collect() -> dict[str, Any]:
         logs["recent"] = section("log.")
     if web is not None:
         web["recent"] = section("web.")
+    if limit is not None:
+        limit["recent"] = section("gwl.")
     return {
         "process": fleet.process_id(),
         "host": settings.HOSTNAME,
@@ -123,6 +130,7 @@ def pool_stats_collect() -> dict[str, Any]:
         "http": http,
         "logging": logs,
         "web": web,
+        "gateway_limit": limit,
     }
 
 

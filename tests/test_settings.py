@@ -34,6 +34,10 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("DJANGO_DEBUG", "perhaps"),
         ("REDIS_URL", "localhost:6379"),
         ("PAYMENT_GATEWAY_WEBHOOK_SECRET", "whsec_short"),
+        ("PAYMENT_CONCURRENCY_MAX", "11"),  # above PAYMENT_POOL_MAXSIZE
+        ("PAYMENT_CONCURRENCY_MIN", "0"),
+        ("PAYMENT_SLOW_CALL_MS", "fast"),
+        ("BREAKER_SLOW_CALL_MS", "8000"),  # gone: a slow success is no longer a failure
     ],
 )
 def test_bad_value_stops_startup_naming_the_variable(name: str, value: str) -> None:
@@ -152,3 +156,13 @@ def test_contract_defaults_without_any_environment() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["10.0", "1.0", "3.0", "30.0", "300.0", "1.0", "True", "True"]
+
+
+def test_gateway_concurrency_defaults_follow_the_pool() -> None:
+    code = ("from django.conf import settings as s;"
+            "print(s.PAYMENT_CONCURRENCY_MAX, s.PAYMENT_CONCURRENCY_MIN, s.PAYMENT_SLOW_CALL)")
+    default = manage("shell", "--no-imports", "-c", code, DJANGO_DEBUG="true")
+    bigger = manage("shell", "--no-imports", "-c", code, DJANGO_DEBUG="true", PAYMENT_POOL_MAXSIZE="40")
+    assert default.returncode == bigger.returncode == 0, default.stderr + bigger.stderr
+    assert default.stdout.split() == ["10", "2", "8.0"]
+    assert bigger.stdout.split() == ["40", "2", "8.0"]

@@ -159,10 +159,11 @@ def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> tu
     if payment.status == "pending":
         # Nothing reached the gateway: the client retries with the same key and we send it then.
         code = payment.failure_code or "gateway_unavailable"
+        why = "is busy" if code == "gateway_saturated" else "is unavailable"
         return 503, {"error": {"type": "api_error", "code": code, "param": None,
-                               "message": "The payment gateway is unavailable; nothing was charged. "
+                               "message": f"The payment gateway {why}; nothing was charged. "
                                           "Retry with the same Idempotency-Key."},
-                     "_retry_after": _gateway_retry_after()}, False
+                     "_retry_after": _gateway_retry_after(code)}, False
     if payment.status in UNSETTLED_STATUSES:
         return 202, body, False
     # requires_action too: the customer's next step is in next_action; the payment is followed
@@ -170,10 +171,14 @@ def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> tu
     return 201, body, True
 
 
-def _gateway_retry_after() -> float:
+def _gateway_retry_after(code: str = "") -> float:
     from payments.gateway import get_gateway
 
-    breaker = get_gateway().breaker
+    gateway = get_gateway()
+    if code == "gateway_saturated" and gateway.limiter is not None:
+        # A slot frees within about one call's latency; no round-trip to the breaker's Redis.
+        return gateway.limiter.retry_after()
+    breaker = gateway.breaker
     if breaker is None:
         return 1.0
     return max(1.0, breaker.snapshot().retry_after)

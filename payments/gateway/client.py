@@ -24,6 +24,7 @@ from urllib3.util import Timeout
 from payments.gateway import answers
 from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
+from payments.gateway.limiter import ConcurrencyLimiter, signal_for
 from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
 
@@ -104,9 +105,11 @@ def _attempt(record: AttemptRecord, method: str, outcome: str | None = None) -> 
 
 
 class GatewayClient:
-    def __init__(self, config: GatewayConfig, *, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, config: GatewayConfig, *, breaker: CircuitBreaker | None = None,
+                 limiter: ConcurrencyLimiter | None = None) -> None:
         self.config = config
         self.breaker = breaker
+        self.limiter = limiter
         self.session = requests.Session()
         # No proxies or .netrc from the environment, and no per-request lookups of them.
         self.session.trust_env = False
@@ -193,11 +196,23 @@ class GatewayClient:
     def _call(self, method: str, path: str, *, data: dict[str, Any] | None = None,
               idempotency_key: str | None = None, use_breaker: bool = True,
               single_try_timeout: float | None = None) -> GatewayResult:
-        permit = None
+        permit = slot = None
+        if use_breaker and self.limiter is not None:
+            # Before the breaker: a half-open probe taken and then refused here would hold the
+            # fleet's only probe lease until it expires.
+            slot = self.limiter.try_acquire()
+            if slot is None:
+                result = GatewayResult(outcome="saturated", error_code="gateway_saturated",
+                                       error_message="The payment gateway is busy; nothing was sent.",
+                                       retry_after=self.limiter.retry_after())
+                self._log(method, path, result, 0.0, idempotency_key)
+                return result
         if use_breaker and self.breaker is not None:
             try:
                 permit = self.breaker.before_call()
             except CircuitOpenError as exc:
+                if slot is not None and self.limiter is not None:
+                    self.limiter.release(slot, signal="ignored")
                 return GatewayResult(outcome="circuit_open", error_code="circuit_open",
                                      error_message="The payment gateway is failing; calls are paused.",
                                      retry_after=exc.retry_after)
@@ -234,6 +249,8 @@ class GatewayClient:
             clear_deadline()
         elapsed = time.monotonic() - started
         result = self._result(method, log, response, body, error, body_error)
+        if slot is not None and self.limiter is not None:
+            self.limiter.release(slot, signal=signal_for(result.outcome))
         if permit is not None and self.breaker is not None:
             self.breaker.record(permit, outcome=result.meaning.breaker.value, duration=elapsed)
         self._log(method, path, result, elapsed, idempotency_key)
@@ -303,6 +320,7 @@ class GatewayClient:
             "rate_limited": "gateway_rate_limited",
             "bad_response": "gateway_bad_response",
             "circuit_open": "circuit_open",
+            "saturated": "gateway_saturated",
             "conflict": "gateway_conflict",
             "auth_refused": "gateway_auth_refused",
             "idempotency_mismatch": "gateway_idempotency_mismatch",
