@@ -48,6 +48,7 @@ def picked_up(queued_for: float) -> None:
     """A worker thread took a queued connection after `queued_for` seconds."""
     global _waiting
     _local.queued_for = queued_for
+    _local.arrived_at = time.monotonic() - queued_for
     with _lock:
         _waiting = max(0, _waiting - 1)
         if queued_for > QUEUED_AFTER:
@@ -74,11 +75,18 @@ def request_finished() -> None:
 def released() -> None:
     """The thread is done with the connection."""
     _local.queued_for = 0.0
+    _local.arrived_at = None
 
 
 def queued_for() -> float:
     """Seconds the current request waited for a thread (0 outside gunicorn)."""
     return getattr(_local, "queued_for", 0.0)
+
+
+def arrived_at() -> float | None:
+    """time.monotonic() when gunicorn queued the current request; None outside gunicorn.
+    A request's deadline counts from here: its client has been waiting since."""
+    return getattr(_local, "arrived_at", None)
 
 
 def pool_wait(timeout: float) -> float:

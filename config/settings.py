@@ -269,6 +269,13 @@ require(
     PAYMENT_DEADLINE >= PAYMENT_TIMEOUT,
     "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
 )
+# s a payment or refund POST may wait in gunicorn's queue for a thread; longer: 503 queue_timeout
+# at once, nothing started. The deadline above counts from arrival, queue included.
+PAYMENT_QUEUE_TIMEOUT = env_ms("PAYMENT_QUEUE_TIMEOUT", 2000)
+require(
+    PAYMENT_QUEUE_TIMEOUT < PAYMENT_DEADLINE,
+    "PAYMENT_QUEUE_TIMEOUT must be below PAYMENT_DEADLINE",
+)
 
 # Per API key, shared by the fleet through Redis (token bucket).
 API_RATE_LIMIT = env_int("API_RATE_LIMIT", 50, minimum=1)  # requests per second, sustained

@@ -38,6 +38,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("PAYMENT_CONCURRENCY_MIN", "0"),
         ("PAYMENT_SLOW_CALL_MS", "fast"),
         ("BREAKER_SLOW_CALL_MS", "8000"),  # gone: a slow success is no longer a failure
+        ("PAYMENT_QUEUE_TIMEOUT", "30000"),  # not below PAYMENT_DEADLINE
     ],
 )
 def test_bad_value_stops_startup_naming_the_variable(name: str, value: str) -> None:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from config import queueing
 from config.errors import error_response
 from health.dbpool import classify_db_error
 from payments import refunds, selectors, services
@@ -47,6 +48,13 @@ def api_view(methods: set[str]) -> Callable[[View], View]:
         @csrf_exempt
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method == "POST" and queueing.queued_for() > settings.PAYMENT_QUEUE_TIMEOUT:
+                # Answered without starting: a write that queued this long for a thread would
+                # answer past its client's deadline, and the client may already have given up.
+                return error_response(503, type="api_error", code="queue_timeout",
+                                      message="The server is busy; nothing was done. Retry with the same "
+                                              "Idempotency-Key.",
+                                      headers={"Retry-After": "1"})
             if request.method not in methods:
                 return error_response(405, type="invalid_request_error", code="method_not_allowed",
                                       message=f"{request.method} is not allowed here.",

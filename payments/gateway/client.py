@@ -21,6 +21,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Timeout
 
+from config import queueing
 from payments.gateway import answers
 from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
@@ -224,7 +225,16 @@ class GatewayClient:
             timeout = Timeout(connect=min(self.config.connect_timeout, single_try_timeout), read=single_try_timeout)
             set_deadline(started + single_try_timeout, single_try_timeout)
         else:
-            set_deadline(started + self.config.deadline, self.config.read_timeout + self.config.connect_timeout)
+            # The deadline counts from when the request reached the server, not from now: its
+            # client has been waiting since. A first try never outlives it either.
+            deadline_at = started + self.config.deadline
+            arrived = queueing.arrived_at()
+            if arrived is not None:
+                deadline_at = min(deadline_at, arrived + self.config.deadline)
+                left = max(0.1, deadline_at - started)
+                if left < self.config.read_timeout + self.config.connect_timeout:
+                    timeout = Timeout(connect=min(self.config.connect_timeout, left), read=left)
+            set_deadline(deadline_at, self.config.read_timeout + self.config.connect_timeout)
         response = None
         error: BaseException | None = None
         body_error = False
