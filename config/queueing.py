@@ -55,6 +55,13 @@ def picked_up(queued_for: float) -> None:
             _long_waits.append((time.monotonic(), queued_for))
 
 
+def picked_up_reserved(queued_for: float) -> None:
+    """A thread of a reserved lane (probes, console) took a request: its wait counts for its
+    own deadlines, not in the API lane's figures."""
+    _local.queued_for = queued_for
+    _local.arrived_at = time.monotonic() - queued_for
+
+
 def request_started() -> None:
     global _busy
     waited = queued_for()

@@ -269,6 +269,10 @@ require(
     PAYMENT_DEADLINE >= PAYMENT_TIMEOUT,
     "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
 )
+# Threads of each gunicorn worker kept for probes (/health/live, /health/ready) and for the
+# console, /health/status and /metrics, beside GUNICORN_THREADS for the API (config/lanes.py).
+WEB_PROBE_THREADS = env_int("WEB_PROBE_THREADS", 2, minimum=1, maximum=16)  # threads per worker
+WEB_OPS_THREADS = env_int("WEB_OPS_THREADS", 2, minimum=1, maximum=32)  # threads per worker
 # s a payment or refund POST may wait in gunicorn's queue for a thread; longer: 503 queue_timeout
 # at once, nothing started. The deadline above counts from arrival, queue included.
 PAYMENT_QUEUE_TIMEOUT = env_ms("PAYMENT_QUEUE_TIMEOUT", 2000)
