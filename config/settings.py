@@ -269,6 +269,9 @@ require(
     PAYMENT_DEADLINE >= PAYMENT_TIMEOUT,
     "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
 )
+# gunicorn threads per web worker for the API (config/gunicorn.py reads it; validated here):
+# more than the gateway concurrency limit, or calls over it queue instead of being refused.
+GUNICORN_THREADS = env_int("GUNICORN_THREADS", 2 * PAYMENT_POOL_MAXSIZE, minimum=1)  # threads per worker
 # Threads of each gunicorn worker kept for probes (/health/live, /health/ready) and for the
 # console, /health/status and /metrics, beside GUNICORN_THREADS for the API (config/lanes.py).
 WEB_PROBE_THREADS = env_int("WEB_PROBE_THREADS", 2, minimum=1, maximum=16)  # threads per worker
@@ -309,6 +312,11 @@ require(
 require(
     PAYMENT_CONCURRENCY_MIN <= PAYMENT_CONCURRENCY_MAX,
     "PAYMENT_CONCURRENCY_MIN must not exceed PAYMENT_CONCURRENCY_MAX",
+)
+require(
+    GUNICORN_THREADS > PAYMENT_CONCURRENCY_MAX,
+    "GUNICORN_THREADS must exceed PAYMENT_CONCURRENCY_MAX (payments over the gateway concurrency limit "
+    "must find a thread to be refused on at once, not queue)",
 )
 # Settlement of unknown outcomes: delays between re-asks, then every last one.
 # (the last step stays below CELERY_VISIBILITY_TIMEOUT's default, see the check below)

@@ -39,6 +39,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("PAYMENT_SLOW_CALL_MS", "fast"),
         ("BREAKER_SLOW_CALL_MS", "8000"),  # gone: a slow success is no longer a failure
         ("PAYMENT_QUEUE_TIMEOUT", "30000"),  # not below PAYMENT_DEADLINE
+        ("GUNICORN_THREADS", "10"),  # not above the gateway concurrency limit (10)
+        ("WEB_PROBE_THREADS", "0"),
     ],
 )
 def test_bad_value_stops_startup_naming_the_variable(name: str, value: str) -> None:
@@ -167,3 +169,8 @@ def test_gateway_concurrency_defaults_follow_the_pool() -> None:
     assert default.returncode == bigger.returncode == 0, default.stderr + bigger.stderr
     assert default.stdout.split() == ["10", "2", "8.0"]
     assert bigger.stdout.split() == ["40", "2", "8.0"]
+    threads = ("from django.conf import settings as s; import importlib;"
+               "print(s.GUNICORN_THREADS, importlib.import_module('config.gunicorn').threads)")
+    sized = manage("shell", "--no-imports", "-c", threads, DJANGO_DEBUG="true", PAYMENT_POOL_MAXSIZE="40")
+    assert sized.returncode == 0, sized.stderr
+    assert sized.stdout.split() == ["80", "80"]  # sized for the gateway, not for DB_MAX_CONNECTIONS
