@@ -58,8 +58,9 @@ GATEWAY_KEY = "sk_test_fleet"
 # --- database ------------------------------------------------------------------------------
 def prepare_database(name: str) -> None:
     """Drop and create `name` (only a database whose name says it is ours), then migrate it."""
-    if not re.fullmatch(r"(test_)?payops_fleet\w*", name):
-        raise ValueError(f"refusing to recreate {name!r}: fleet databases are named payops_fleet*")
+    # payops_<engineer>_fleet*: each engineer's runs on a shared machine keep to their own names.
+    if not re.fullmatch(r"(test_)?payops_([a-z]+_)?fleet\w*", name):
+        raise ValueError(f"refusing to recreate {name!r}: fleet databases are named payops_[<who>_]fleet*")
     host, port = PG
     args = ["-h", host, "-p", str(port), "-U", PG_USER]
     subprocess.run(["dropdb", *args, "--if-exists", "--force", name], check=True, capture_output=True)
