@@ -25,7 +25,7 @@ _lock = threading.Lock()
 _threads = 0  # the worker's threads; 0 outside a gunicorn worker
 _busy = 0
 _waiting = 0
-_totals = {"requests": 0, "queued": 0, "wait_ms_total": 0.0}
+_totals = {"requests": 0, "queued": 0, "wait_ms_total": 0.0, "shed": 0}
 # (time.monotonic(), seconds) of the requests that waited more than QUEUED_AFTER: rare when
 # all is well, and what the longest recent wait is read from.
 _long_waits: deque[tuple[float, float]] = deque(maxlen=512)
@@ -71,6 +71,12 @@ def request_started() -> None:
         _totals["wait_ms_total"] += waited * 1000
         if waited > QUEUED_AFTER:
             _totals["queued"] += 1
+
+
+def shed() -> None:
+    """The request was answered 503 unstarted: it waited too long for a thread."""
+    with _lock:
+        _totals["shed"] += 1
 
 
 def request_finished() -> None:

@@ -59,7 +59,7 @@ DB_COUNTERS = ("requests_num", "requests_queued", "requests_wait_ms", "requests_
                "connections_num", "connections_errors", "connections_lost", "returns_bad")
 HTTP_COUNTERS = ("acquisitions", "wait_ms_total", "pool_full", "requests", "errors", "connections_opened")
 LOG_COUNTERS = ("sent", "dropped", "errors", "failed")
-WEB_COUNTERS = ("requests", "queued", "wait_ms_total")
+WEB_COUNTERS = ("requests", "queued", "wait_ms_total", "shed")
 GATEWAY_LIMIT_COUNTERS = ("calls", "shed", "slow", "cuts")
 
 

@@ -19,6 +19,7 @@ settled and the ledger equal to the gateway's (0 duplicate charges, 0 lost payme
 
     .venv/bin/python bench/fleet/slow_gateway.py                       # the full matrix (~25 min)
     .venv/bin/python bench/fleet/slow_gateway.py --latencies 0.3,6 --loads 1,5 --seconds 15
+    .venv/bin/python bench/fleet/slow_gateway.py --latencies 0,0.3 --rates 300 --pool 48 --no-write  # tolerance
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Cell:
     probes: list[Probe] = field(default_factory=list)
     cpu_s: float = 0.0
     limits: list[int] = field(default_factory=list)  # the fleet's limit, sampled
+    call_ms: list[float] = field(default_factory=list)  # the limiter's mean call latency, sampled
 
     def answered(self, code: int) -> list[Hit]:
         return [h for h in self.hits if h.status == code]
@@ -143,13 +145,19 @@ def _prober(base: str, cell: Cell, t0: float, stop: threading.Event) -> None:
             stop.wait(max(0.0, next_at - time.monotonic()))
 
 
-def run_cell(fleet: Fleet, payer: Payer, *, latency: float, load: float, seconds: float) -> Cell:
-    capacity = WEB_WORKERS * POOL / latency
-    rate = load * capacity
+def run_cell(fleet: Fleet, payer: Payer, *, latency: float, load: float, seconds: float,
+             rate: float | None = None) -> Cell:
+    """One cell; `rate` (payments/s) instead of `load` when given (a latency of 0 has no capacity)."""
+    capacity = WEB_WORKERS * POOL / latency if latency else math.inf
+    if rate is None:
+        rate = load * capacity
+    else:
+        load = rate / capacity
     cell = Cell(latency, load, rate, capacity, seconds)
     fleet.sandbox.clear()
-    fleet.sandbox.fault("latency_before", delay_ms=int(latency * 1000), method="POST",
-                        path_prefix="/v1/payment_intents")
+    if latency:
+        fleet.sandbox.fault("latency_before", delay_ms=int(latency * 1000), method="POST",
+                            path_prefix="/v1/payment_intents")
     pids = _web_pids(fleet)
     sink = Load()
     local = threading.local()
@@ -163,6 +171,8 @@ def run_cell(fleet: Fleet, payer: Payer, *, latency: float, load: float, seconds
             docs = fleet.own_docs()
             limit = sum((d.get("gateway_limit") or {}).get("limit", 0) for d in docs if d.get("role") == "web")
             cell.limits.append(limit)
+            cell.call_ms += [float((d.get("gateway_limit") or {}).get("latency_ms") or 0) for d in docs
+                             if d.get("role") == "web" and (d.get("gateway_limit") or {}).get("latency_ms")]
 
     threading.Thread(target=sampler, daemon=True).start()
 
@@ -219,13 +229,13 @@ class Result:
 
 
 def run(fleet: Fleet, *, api_key: str, run_id: str, latencies: list[float], loads: list[float],
-        seconds: float) -> Result:
+        seconds: float, rates: list[float] | None = None) -> Result:
     payer = Payer(fleet.base_urls, api_key, run_id)
     fleet.wait_publishers(web=WEB_WORKERS, worker=1, timeout=60)
     r = Result()
     for latency in latencies:
-        for load in loads:
-            cell = run_cell(fleet, payer, latency=latency, load=load, seconds=seconds)
+        for load, rate in ([(0.0, r) for r in rates] if rates else [(load, None) for load in loads]):
+            cell = run_cell(fleet, payer, latency=latency, load=load, seconds=seconds, rate=rate)
             r.cells.append(cell)
             print(cell_row(cell), flush=True)
             time.sleep(2)  # the limit recovers between cells is not what is measured: note it
@@ -253,10 +263,16 @@ def cell_row(c: Cell) -> str:
     completed = len(c.answered(201))
     cpu = f"{c.cpu_s / completed * 1000:.1f}" if completed else "-"
     limit = f"{min(c.limits)}–{max(c.limits)}" if c.limits else "-"
-    return (f"| {c.latency:g} s | {c.load:g}× ({c.rate:.1f}/s) | {codes} | {shed_codes or '-'} | "
+    if c.call_ms:  # a call holds its slot for the gateway's latency plus the HTTP round-trip's own
+        limit += f", call {common.median(c.call_ms):.0f} ms"
+    if math.isfinite(c.capacity):
+        offered = f"{c.load:g}× ({c.rate:.1f}/s)"
+        completed_vs = f"{c.completed_per_s:.2f} of {c.capacity:.2f} ({c.completed_per_s / c.capacity:.0%})"
+    else:
+        offered, completed_vs = f"{c.rate:.1f}/s", f"{c.completed_per_s:.2f} (no gateway latency)"
+    return (f"| {c.latency:g} s | {offered} | {codes} | {shed_codes or '-'} | "
             f"{common.pct(times, 50) * 1000:.0f} / {common.pct(times, 99) * 1000:.0f} | "
-            f"{(common.pct(shed, 99) * 1000) if shed else float('nan'):.0f} | "
-            f"{c.completed_per_s:.2f} of {c.capacity:.2f} ({c.completed_per_s / c.capacity:.0%}) | {limit} | "
+            f"{(common.pct(shed, 99) * 1000) if shed else float('nan'):.0f} | {completed_vs} | {limit} | "
             f"{worst} | {common.pct(probes, 99) * 1000:.0f} | {cpu} |")
 
 
@@ -271,7 +287,7 @@ def report(r: Result) -> str:
         f"{PROBE_EVERY_S * 1000:.0f} ms with a {PROBE_TIMEOUT_S:.0f} s timeout.",
         "",
         "| latency | offered | answers by status | 503 codes | p50 / p99 answer ms | shed p99 ms | "
-        "completed/s of capacity | fleet limit | longest failed-probe run | probe p99 ms | web CPU ms / payment |",
+        "completed/s of capacity | fleet limit, mean call | longest failed-probe run | probe p99 ms | web CPU ms / payment |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *[cell_row(c) for c in r.cells],
         "",
@@ -365,11 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latencies", default="0.3,3,6,9", help="gateway latencies, s")
     parser.add_argument("--loads", default="0.5,1,2,5", help="offered load, multiples of capacity")
     parser.add_argument("--seconds", type=float, default=20, help="offered load per cell, s")
+    parser.add_argument("--rates", default="", help="offered payments/s instead of --loads")
+    parser.add_argument("--pool", type=int, default=POOL,
+                        help="PAYMENT_POOL_MAXSIZE = PAYMENT_CONCURRENCY_MAX per process (threads: twice that)")
     args = parser.parse_args(argv)
+    global POOL
+    POOL = args.pool  # a script's one knob: capacity and the fleet's sizing follow it
     api_key = common.script_api_key(args.database, args.redis_db)
     with fleet_for(args.database, redis_db=args.redis_db) as fleet:
         result = run(fleet, api_key=api_key, run_id=common.new_run_id(), latencies=_floats(args.latencies),
-                     loads=_floats(args.loads), seconds=args.seconds)
+                     loads=_floats(args.loads), seconds=args.seconds, rates=_floats(args.rates) or None)
     if not args.no_write:
         SVG_THROUGHPUT.write_text(svg_throughput(result))
         SVG_PROBES.write_text(svg_probes(result))

@@ -152,6 +152,7 @@ def _card(snapshot: ComponentSnapshot, breaker: dict[str, Any] | None) -> Card:
         card.figures = [
             ("busy", f.get("in_use")), ("threads", f.get("max")), ("waiting", f.get("waiting")),
             ("requests", f.get("requests")), ("waited > 100 ms", f.get("queued")),
+            ("refused unstarted", f.get("shed")),
             ("longest wait", _ms(f.get("max_wait_ms"))), ("workers", f.get("processes")),
         ]
     elif name == "logging":

@@ -51,6 +51,7 @@ def api_view(methods: set[str]) -> Callable[[View], View]:
             if request.method == "POST" and queueing.queued_for() > settings.PAYMENT_QUEUE_TIMEOUT:
                 # Answered without starting: a write that queued this long for a thread would
                 # answer past its client's deadline, and the client may already have given up.
+                queueing.shed()
                 return error_response(503, type="api_error", code="queue_timeout",
                                       message="The server is busy; nothing was done. Retry with the same "
                                               "Idempotency-Key.",

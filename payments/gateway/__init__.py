@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.conf import settings
 
@@ -55,7 +56,7 @@ def build_limiter() -> ConcurrencyLimiter:
     ))
 
 
-def gateway_limit_stats() -> dict[str, object] | None:
+def gateway_limit_stats() -> dict[str, Any] | None:
     """This process's gateway concurrency figures, or None before its first gateway call."""
     client = _client
     return client.limiter.stats() if client is not None and client.limiter is not None else None

@@ -203,11 +203,11 @@ class GatewayClient:
             # fleet's only probe lease until it expires.
             slot = self.limiter.try_acquire()
             if slot is None:
-                result = GatewayResult(outcome="saturated", error_code="gateway_saturated",
-                                       error_message="The payment gateway is busy; nothing was sent.",
-                                       retry_after=self.limiter.retry_after())
-                self._log(method, path, result, 0.0, idempotency_key)
-                return result
+                # Not logged one by one: under overload that is hundreds of lines a second. The
+                # limiter counts them; the health run warns (payment_http: gateway_saturated).
+                return GatewayResult(outcome="saturated", error_code="gateway_saturated",
+                                     error_message="The payment gateway is busy; nothing was sent.",
+                                     retry_after=self.limiter.retry_after())
         if use_breaker and self.breaker is not None:
             try:
                 permit = self.breaker.before_call()
