@@ -59,6 +59,14 @@ class ThreadWorker(GthreadWorker):
         conn.payops_lane = _peek_lane(conn)
         conn.payops_queued_at = time.monotonic()
         pool = self.lane_pools.get(conn.payops_lane)
+        if pool is None and queueing.waiting() >= self.cfg.threads:
+            # A whole round of requests already waits for an API thread: the CPUs are behind.
+            # Refused here, on the accept loop, costing no thread and next to no CPU; started,
+            # it would only wait past PAYMENT_QUEUE_TIMEOUT and be refused then.
+            queueing.shed()
+            self.nr_conns -= 1
+            _refuse_busy(conn)
+            return
         if pool is None:
             queueing.enqueued()
             super().enqueue_req(conn)
@@ -92,6 +100,31 @@ class ThreadWorker(GthreadWorker):
         for pool in self.lane_pools.values():
             pool.shutdown(wait=False)
         super().handle_quit(sig, frame)
+
+
+BUSY_BODY = (b'{"error": {"type": "api_error", "code": "server_busy", "param": null, "message": '
+             b'"The server is busy; nothing was done. Retry with the same Idempotency-Key."}}')
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(BUSY_BODY), BUSY_BODY))
+
+
+def _refuse_busy(conn: Any) -> None:
+    """Answer 503 server_busy and close, on the main thread (the socket is non-blocking)."""
+    sock = conn.sock
+    try:
+        sock.send(BUSY_RESPONSE)
+        # Read what the client sent, so that closing does not reset the connection (and
+        # discard the answer) over unread bytes; a small JSON request is all there by now.
+        for _ in range(4):
+            if not sock.recv(65536):
+                break
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    conn.close()
 
 
 def _peek_lane(conn: Any) -> str:

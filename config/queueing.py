@@ -91,6 +91,11 @@ def released() -> None:
     _local.arrived_at = None
 
 
+def waiting() -> int:
+    """Requests queued for a thread of the API lane right now."""
+    return _waiting
+
+
 def queued_for() -> float:
     """Seconds the current request waited for a thread (0 outside gunicorn)."""
     return getattr(_local, "queued_for", 0.0)

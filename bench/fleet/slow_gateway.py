@@ -376,6 +376,7 @@ def _floats(text: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global POOL
     parser = common.script_parser(__doc__)
     common.add_redis_db_option(parser)
     parser.add_argument("--latencies", default="0.3,3,6,9", help="gateway latencies, s")
@@ -385,7 +386,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=POOL,
                         help="PAYMENT_POOL_MAXSIZE = PAYMENT_CONCURRENCY_MAX per process (threads: twice that)")
     args = parser.parse_args(argv)
-    global POOL
     POOL = args.pool  # a script's one knob: capacity and the fleet's sizing follow it
     api_key = common.script_api_key(args.database, args.redis_db)
     with fleet_for(args.database, redis_db=args.redis_db) as fleet:

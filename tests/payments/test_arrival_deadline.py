@@ -65,3 +65,21 @@ def test_the_gateway_call_ends_by_the_deadline_counted_from_arrival(gateway, set
         queueing.released()
     assert result.outcome == "timeout" and result.uncertain  # sent: settled by asking, never failed
     assert took < 0.8  # 0.4 s left of the deadline, not a full read timeout of 1 s plus retries
+
+
+def test_a_full_round_already_queued_refuses_at_once_on_the_accept_loop(tmp_path) -> None:
+    _, key = make_client()
+    with gunicorn(threads=2, log=tmp_path / "web.log") as base, ThreadPoolExecutor(4) as executor:
+        # Two requests hold both API threads and two more wait for them: a full round queued.
+        held = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=2500", timeout=15) for _ in range(4)]
+        time.sleep(0.6)
+        refused, took = _pay(base, key, "busy")
+        live = requests.get(f"{base}/health/live", timeout=1)
+        answers = [h.result().status_code for h in held]
+    assert refused.status_code == 503, refused.content
+    assert refused.json()["error"]["code"] == "server_busy"
+    assert refused.headers["Retry-After"] == "1"
+    assert took < 0.3  # no thread, no wait
+    assert not Payment.objects.filter(idempotency_key="busy").exists()
+    assert live.status_code == 200
+    assert answers == [200, 200, 200, 200]  # those already queued are served
