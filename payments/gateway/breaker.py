@@ -99,7 +99,7 @@ class BreakerConfig:
     failure_rate_threshold: float = 0.5  # share of counted calls, 0 < x <= 1
     minimum_calls: int = 10  # counted calls in the window before the rate can open it
     window_seconds: int = 30
-    slow_call_seconds: float = 10.0  # a success slower than this counts as a failure (read timeout)
+    slow_call_seconds: float = 8.0  # a success slower than this counts as a failure (the gateway client: its read timeout)
     open_seconds: float = 30.0  # fail fast this long before the half-open probe
     probe_lease_seconds: float = 15.0  # a probe not reported by then is forfeit
     sync_interval: float = 0.25  # s a closed state heard from Redis is trusted (0: never)
