@@ -162,12 +162,16 @@ def test_a_gateway_outage_marks_it_down_and_alerts_but_ready_stays_200(gateway, 
     get_gateway().breaker.reset()
 
 
-def test_a_slow_gateway_and_refused_calls_show_with_the_payment_pool_and_warn(gateway, settings, ticker) -> None:
+def test_a_slow_gateway_and_refused_calls_show_with_the_payment_pool_and_warn(gateway, settings, ticker,
+                                                                             monkeypatch) -> None:
     from payments.gateway import reset_gateway
     from tests.payments.test_saturation import _pay_at_once
 
+    from health import fleet
+
     settings.PAYMENT_CONCURRENCY_MAX, settings.PAYMENT_CONCURRENCY_MIN, settings.PAYMENT_SLOW_CALL = 2, 1, 0.3
     reset_gateway()
+    monkeypatch.setattr(fleet, "history", fleet.CounterHistory())  # earlier tests' clients counted too
     try:
         _, key = make_client()
         gateway.fault("latency_before", delay_ms=600, method="POST", path_prefix="/v1/payment_intents")

@@ -69,10 +69,10 @@ def test_the_gateway_call_ends_by_the_deadline_counted_from_arrival(gateway, set
 
 def test_a_full_round_already_queued_refuses_at_once_on_the_accept_loop(tmp_path) -> None:
     _, key = make_client()
-    with gunicorn(threads=2, log=tmp_path / "web.log") as base, ThreadPoolExecutor(4) as executor:
-        # Two requests hold both API threads and two more wait for them: a full round queued.
-        held = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=2500", timeout=15) for _ in range(4)]
-        time.sleep(0.6)
+    with gunicorn(threads=2, log=tmp_path / "web.log") as base, ThreadPoolExecutor(6) as executor:
+        # Two requests hold both API threads and four more wait for them: more than a round queued.
+        held = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=3000", timeout=15) for _ in range(6)]
+        time.sleep(1.0)
         refused, took = _pay(base, key, "busy")
         live = requests.get(f"{base}/health/live", timeout=1)
         answers = [h.result().status_code for h in held]
@@ -82,4 +82,5 @@ def test_a_full_round_already_queued_refuses_at_once_on_the_accept_loop(tmp_path
     assert took < 0.3  # no thread, no wait
     assert not Payment.objects.filter(idempotency_key="busy").exists()
     assert live.status_code == 200
-    assert answers == [200, 200, 200, 200]  # those already queued are served
+    # Those queued within a round are served; past it they were refused the same way.
+    assert answers.count(200) >= 4 and set(answers) <= {200, 503}, answers
