@@ -74,10 +74,9 @@ class NotificationFailed(Exception):
 # --- Pool statistics -----------------------------------------------------------------------
 def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
+    from config.postgres.lane import existing_lane
     from payments.gateway import gateway_limit_stats
     from payments.gateway.pools import http_pool_stats
-
-    from config.postgres.lane import existing_lane
 
     now = time.time()
     db = _db_pool_figures(_existing_pool())

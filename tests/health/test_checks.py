@@ -164,10 +164,9 @@ def test_a_gateway_outage_marks_it_down_and_alerts_but_ready_stays_200(gateway, 
 
 def test_a_slow_gateway_and_refused_calls_show_with_the_payment_pool_and_warn(gateway, settings, ticker,
                                                                              monkeypatch) -> None:
+    from health import fleet
     from payments.gateway import reset_gateway
     from tests.payments.test_saturation import _pay_at_once
-
-    from health import fleet
 
     settings.PAYMENT_CONCURRENCY_MAX, settings.PAYMENT_CONCURRENCY_MIN, settings.PAYMENT_SLOW_CALL = 2, 1, 0.3
     reset_gateway()
