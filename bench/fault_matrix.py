@@ -58,7 +58,7 @@ RETRY_ON = {0, 202, 409, 503}  # 0: no answer at all; a careful client re-sends 
 SERVICE_ENV = {
     "PAYMENT_TIMEOUT": "1000", "PAYMENT_CONNECT_TIMEOUT": "500", "PAYMENT_RETRY_DELAY": "50",
     "PAYMENT_DEADLINE": "4000", "PAYMENT_SETTLE_DELAYS": "1,1,2", "BREAKER_OPEN_MS": "1000",
-    "BREAKER_SLOW_CALL_MS": "900",
+    "PAYMENT_SLOW_CALL_MS": "900",
     # 2 web workers × 8 threads take 16 payments at once; each thread may hold a connection.
     "DB_MAX_CONNECTIONS": "8",
 }

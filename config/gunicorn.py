@@ -9,8 +9,12 @@ bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('GUNICORN_HOST', '0.
 # counts from when the request arrived (config/queueing.py).
 worker_class = "config.gunicorn_worker.ThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Each thread may hold one database connection: keep threads below DB_MAX_CONNECTIONS.
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# The API lane's threads (probes and the console have their own: config/lanes.py). A payment
+# holds its thread for the whole gateway call but a database connection only around it, so
+# threads are sized for the gateway, not for DB_MAX_CONNECTIONS: twice the per-process gateway
+# pool, so that calls over the concurrency limit still find a thread to be refused on at once
+# (and GETs one to be served on). docs/scaling.md: sizing against latency and rate limit.
+threads = int(os.environ.get("GUNICORN_THREADS") or 2 * int(os.environ.get("PAYMENT_POOL_MAXSIZE") or "10"))
 # Above the payment deadline (PAYMENT_DEADLINE, 25 s by default), so a worker is never
 # killed by its own server in the middle of a payment.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "40"))

@@ -25,7 +25,7 @@ _lock = threading.Lock()
 _threads = 0  # the worker's threads; 0 outside a gunicorn worker
 _busy = 0
 _waiting = 0
-_totals = {"requests": 0, "queued": 0, "wait_ms_total": 0.0}
+_totals = {"requests": 0, "queued": 0, "wait_ms_total": 0.0, "shed": 0}
 # (time.monotonic(), seconds) of the requests that waited more than QUEUED_AFTER: rare when
 # all is well, and what the longest recent wait is read from.
 _long_waits: deque[tuple[float, float]] = deque(maxlen=512)
@@ -48,10 +48,18 @@ def picked_up(queued_for: float) -> None:
     """A worker thread took a queued connection after `queued_for` seconds."""
     global _waiting
     _local.queued_for = queued_for
+    _local.arrived_at = time.monotonic() - queued_for
     with _lock:
         _waiting = max(0, _waiting - 1)
         if queued_for > QUEUED_AFTER:
             _long_waits.append((time.monotonic(), queued_for))
+
+
+def picked_up_reserved(queued_for: float) -> None:
+    """A thread of a reserved lane (probes, console) took a request: its wait counts for its
+    own deadlines, not in the API lane's figures."""
+    _local.queued_for = queued_for
+    _local.arrived_at = time.monotonic() - queued_for
 
 
 def request_started() -> None:
@@ -65,6 +73,12 @@ def request_started() -> None:
             _totals["queued"] += 1
 
 
+def shed() -> None:
+    """The request was answered 503 unstarted: it waited too long for a thread."""
+    with _lock:
+        _totals["shed"] += 1
+
+
 def request_finished() -> None:
     global _busy
     with _lock:
@@ -74,11 +88,23 @@ def request_finished() -> None:
 def released() -> None:
     """The thread is done with the connection."""
     _local.queued_for = 0.0
+    _local.arrived_at = None
+
+
+def waiting() -> int:
+    """Requests queued for a thread of the API lane right now."""
+    return _waiting
 
 
 def queued_for() -> float:
     """Seconds the current request waited for a thread (0 outside gunicorn)."""
     return getattr(_local, "queued_for", 0.0)
+
+
+def arrived_at() -> float | None:
+    """time.monotonic() when gunicorn queued the current request; None outside gunicorn.
+    A request's deadline counts from here: its client has been waiting since."""
+    return getattr(_local, "arrived_at", None)
 
 
 def pool_wait(timeout: float) -> float:

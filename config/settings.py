@@ -274,6 +274,20 @@ require(
     PAYMENT_DEADLINE >= PAYMENT_TIMEOUT,
     "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
 )
+# gunicorn threads per web worker for the API (config/gunicorn.py reads it; validated here):
+# more than the gateway concurrency limit, or calls over it queue instead of being refused.
+GUNICORN_THREADS = env_int("GUNICORN_THREADS", 2 * PAYMENT_POOL_MAXSIZE, minimum=1)  # threads per worker
+# Threads of each gunicorn worker kept for probes (/health/live, /health/ready) and for the
+# console, /health/status and /metrics, beside GUNICORN_THREADS for the API (config/lanes.py).
+WEB_PROBE_THREADS = env_int("WEB_PROBE_THREADS", 2, minimum=1, maximum=16)  # threads per worker
+WEB_OPS_THREADS = env_int("WEB_OPS_THREADS", 2, minimum=1, maximum=32)  # threads per worker
+# s a payment or refund POST may wait in gunicorn's queue for a thread; longer: 503 queue_timeout
+# at once, nothing started. The deadline above counts from arrival, queue included.
+PAYMENT_QUEUE_TIMEOUT = env_ms("PAYMENT_QUEUE_TIMEOUT", 2000)
+require(
+    PAYMENT_QUEUE_TIMEOUT < PAYMENT_DEADLINE,
+    "PAYMENT_QUEUE_TIMEOUT must be below PAYMENT_DEADLINE",
+)
 
 # Per API key, shared by the fleet through Redis (token bucket).
 API_RATE_LIMIT = env_int("API_RATE_LIMIT", 50, minimum=1)  # requests per second, sustained
@@ -284,7 +298,31 @@ BREAKER_FAILURE_RATE = env_int("BREAKER_FAILURE_RATE", 50, minimum=1, maximum=10
 BREAKER_MINIMUM_CALLS = env_int("BREAKER_MINIMUM_CALLS", 10, minimum=1)  # calls before the rate counts
 BREAKER_WINDOW = env_int("BREAKER_WINDOW", 30, minimum=1)  # s, sliding window
 BREAKER_OPEN_SECONDS = env_ms("BREAKER_OPEN_MS", 30000)  # s of failing fast before one probe
-BREAKER_SLOW_CALL = env_ms("BREAKER_SLOW_CALL_MS", 8000)  # s; a slower success counts as a failure
+require(
+    "BREAKER_SLOW_CALL_MS" not in os.environ,
+    "BREAKER_SLOW_CALL_MS is gone: a slow success no longer counts as a breaker failure (only a call "
+    "slower than PAYMENT_TIMEOUT does); set PAYMENT_SLOW_CALL_MS, which lowers the gateway concurrency limit",
+)
+# Gateway calls in flight per process: calls over the limit are answered 503 gateway_saturated
+# at once, nothing sent. The limit falls toward the minimum while successes are slower than
+# PAYMENT_SLOW_CALL_MS (or calls time out) and climbs back to the maximum while they are not.
+PAYMENT_SLOW_CALL = env_ms("PAYMENT_SLOW_CALL_MS", 8000)  # s; a slower success lowers the limit, warns ops
+PAYMENT_CONCURRENCY_MAX = env_int("PAYMENT_CONCURRENCY_MAX", PAYMENT_POOL_MAXSIZE, minimum=1)  # calls
+PAYMENT_CONCURRENCY_MIN = env_int("PAYMENT_CONCURRENCY_MIN", min(2, PAYMENT_CONCURRENCY_MAX), minimum=1)  # calls
+require(
+    PAYMENT_CONCURRENCY_MAX <= PAYMENT_POOL_MAXSIZE,
+    "PAYMENT_CONCURRENCY_MAX must not exceed PAYMENT_POOL_MAXSIZE (a call over the pool waits for a "
+    "connection instead of being refused at once)",
+)
+require(
+    PAYMENT_CONCURRENCY_MIN <= PAYMENT_CONCURRENCY_MAX,
+    "PAYMENT_CONCURRENCY_MIN must not exceed PAYMENT_CONCURRENCY_MAX",
+)
+require(
+    GUNICORN_THREADS > PAYMENT_CONCURRENCY_MAX,
+    "GUNICORN_THREADS must exceed PAYMENT_CONCURRENCY_MAX (payments over the gateway concurrency limit "
+    "must find a thread to be refused on at once, not queue)",
+)
 # Settlement of unknown outcomes: delays between re-asks, then every last one.
 # (the last step stays below CELERY_VISIBILITY_TIMEOUT's default, see the check below)
 PAYMENT_SETTLE_DELAYS = env_int_list("PAYMENT_SETTLE_DELAYS", [60, 300, 1800], minimum=1)  # s

@@ -21,7 +21,7 @@ _TEST_ENV = {
     "PAYMENT_DEADLINE": "4000",
     "PAYMENT_SETTLE_DELAYS": "1,1,2",
     "BREAKER_OPEN_MS": "1000",
-    "BREAKER_SLOW_CALL_MS": "900",
+    "PAYMENT_SLOW_CALL_MS": "900",
     # Made-up histories (runs hours old) would trip the dead-man's switch in the background of
     # unrelated tests; the tests of the switch turn it on for the processes they start.
     "HEALTH_STALE_WATCH": "false",

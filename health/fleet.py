@@ -105,7 +105,9 @@ class CounterHistory:
             # error that happened before publishing started).
             base = entries[0][1] if entries and entries[0][0] <= now - window else {}
             entries.append((now, dict(counters)))
-        return {key: round(value - base.get(key, 0), 3) for key, value in counters.items()}
+        # A total below its baseline was restarted (a new gateway client, say): all of it is recent.
+        return {key: round(value - base.get(key, 0) if value >= base.get(key, 0) else value, 3)
+                for key, value in counters.items()}
 
 
 history = CounterHistory()

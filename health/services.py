@@ -62,7 +62,8 @@ DB_COUNTERS = ("requests_num", "requests_queued", "requests_wait_ms", "requests_
                "connections_num", "connections_errors", "connections_lost", "returns_bad")
 HTTP_COUNTERS = ("acquisitions", "wait_ms_total", "pool_full", "requests", "errors", "connections_opened")
 LOG_COUNTERS = ("sent", "dropped", "errors", "failed")
-WEB_COUNTERS = ("requests", "queued", "wait_ms_total")
+WEB_COUNTERS = ("requests", "queued", "wait_ms_total", "shed")
+GATEWAY_LIMIT_COUNTERS = ("calls", "shed", "slow", "cuts")
 
 
 class AlertNotActive(ValidationError):
@@ -78,6 +79,7 @@ def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
     from config.postgres.lane import existing_lane
     from payments.figures import figures_snapshot
+    from payments.gateway import gateway_limit_stats
     from payments.gateway.pools import http_pool_stats
 
     now = time.time()
@@ -87,6 +89,7 @@ def pool_stats_collect() -> dict[str, Any]:
     http = http_pool_stats()
     logs = _logging_stats()
     web = queueing.stats(fleet.delta_window())  # a gunicorn worker's threads
+    limit = gateway_limit_stats()  # the gateway concurrency limit, once the client exists
     counters: dict[str, float] = {f"dbfail.{key}": value for key, value in failures.items()}
     if db is not None:
         counters.update({f"db.{key}": db[key] for key in DB_COUNTERS})
@@ -98,6 +101,8 @@ def pool_stats_collect() -> dict[str, Any]:
         counters.update({f"log.{key}": logs.get(key) or 0 for key in LOG_COUNTERS})
     if web is not None:
         counters.update({f"web.{key}": web[key] for key in WEB_COUNTERS})
+    if limit is not None:
+        counters.update({f"gwl.{key}": limit[key] for key in GATEWAY_LIMIT_COUNTERS})
     recent = fleet.history.recent(now, counters, fleet.delta_window())
 
     def section(prefix: str) -> dict[str, float]:
@@ -114,6 +119,8 @@ def pool_stats_collect() -> dict[str, Any]:
         logs["recent"] = section("log.")
     if web is not None:
         web["recent"] = section("web.")
+    if limit is not None:
+        limit["recent"] = section("gwl.")
     return {
         "process": fleet.process_id(),
         "host": settings.HOSTNAME,
@@ -129,6 +136,7 @@ def pool_stats_collect() -> dict[str, Any]:
         "web": web,
         # Totals since the process started; the health run takes differences between runs.
         "payments": figures_snapshot(),
+        "gateway_limit": limit,
     }
 
 

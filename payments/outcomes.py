@@ -79,8 +79,9 @@ def _create_outcome(result: GatewayResult) -> Outcome:
         return Outcome(S.FAILED, code, message, gateway_id=gateway_id)
     if becomes is Becomes.PENDING or not result.sent:
         code = {"circuit_open": "circuit_open", "auth_refused": "gateway_auth_refused",
-                "pool_timeout": "gateway_pool_full"}.get(result.outcome, "gateway_unavailable")
-        return Outcome(S.PENDING, code, result.error_message if result.outcome == "circuit_open"
+                "pool_timeout": "gateway_pool_full", "saturated": "gateway_saturated"}.get(
+            result.outcome, "gateway_unavailable")
+        return Outcome(S.PENDING, code, result.error_message if result.outcome in ("circuit_open", "saturated")
                        else UNAVAILABLE_MESSAGE)
     return Outcome(S.UNKNOWN, result.outcome, UNSETTLED_MESSAGE)
 

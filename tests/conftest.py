@@ -72,9 +72,11 @@ def gateway(sandbox: SandboxStack) -> Iterator[SandboxStack]:
     sandbox.reset(upstream=True)
     sandbox.set_fast(False)
     get_gateway().breaker.reset()
+    get_gateway().limiter.reset()  # a test's slow calls must not shrink the next one's limit
     yield sandbox
     sandbox.clear()
     get_gateway().breaker.reset()
+    get_gateway().limiter.reset()
 
 
 @pytest.fixture(scope="session")

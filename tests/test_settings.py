@@ -37,6 +37,13 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("DJANGO_DEBUG", "perhaps"),
         ("REDIS_URL", "localhost:6379"),
         ("PAYMENT_GATEWAY_WEBHOOK_SECRET", "whsec_short"),
+        ("PAYMENT_CONCURRENCY_MAX", "11"),  # above PAYMENT_POOL_MAXSIZE
+        ("PAYMENT_CONCURRENCY_MIN", "0"),
+        ("PAYMENT_SLOW_CALL_MS", "fast"),
+        ("BREAKER_SLOW_CALL_MS", "8000"),  # gone: a slow success is no longer a failure
+        ("PAYMENT_QUEUE_TIMEOUT", "30000"),  # not below PAYMENT_DEADLINE
+        ("GUNICORN_THREADS", "10"),  # not above the gateway concurrency limit (10)
+        ("WEB_PROBE_THREADS", "0"),
     ],
 )
 def test_bad_value_stops_startup_naming_the_variable(name: str, value: str) -> None:
@@ -170,3 +177,18 @@ def test_contract_defaults_without_any_environment() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["10.0", "1.0", "3.0", "30.0", "300.0", "1.0", "True", "True"]
+
+
+def test_gateway_concurrency_defaults_follow_the_pool() -> None:
+    code = ("from django.conf import settings as s;"
+            "print(s.PAYMENT_CONCURRENCY_MAX, s.PAYMENT_CONCURRENCY_MIN, s.PAYMENT_SLOW_CALL)")
+    default = manage("shell", "--no-imports", "-c", code, DJANGO_DEBUG="true")
+    bigger = manage("shell", "--no-imports", "-c", code, DJANGO_DEBUG="true", PAYMENT_POOL_MAXSIZE="40")
+    assert default.returncode == bigger.returncode == 0, default.stderr + bigger.stderr
+    assert default.stdout.split() == ["10", "2", "8.0"]
+    assert bigger.stdout.split() == ["40", "2", "8.0"]
+    threads = ("from django.conf import settings as s; import importlib;"
+               "print(s.GUNICORN_THREADS, importlib.import_module('config.gunicorn').threads)")
+    sized = manage("shell", "--no-imports", "-c", threads, DJANGO_DEBUG="true", PAYMENT_POOL_MAXSIZE="40")
+    assert sized.returncode == 0, sized.stderr
+    assert sized.stdout.split() == ["80", "80"]  # sized for the gateway, not for DB_MAX_CONNECTIONS

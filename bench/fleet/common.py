@@ -57,9 +57,9 @@ GATEWAY_KEY = "sk_test_fleet"
 # --- database ------------------------------------------------------------------------------
 def prepare_database(name: str) -> None:
     """Drop and create `name` (only a database whose name says it is ours), then migrate it."""
-    # payops_x*: the databases an engineer's isolated runs use beside the shared payops_fleet*.
-    if not re.fullmatch(r"(test_)?payops_(fleet|x)\w*", name):
-        raise ValueError(f"refusing to recreate {name!r}: fleet databases are named payops_fleet* or payops_x*")
+    # payops_[<who>_]fleet* or payops_x*: each engineer's runs on a shared machine keep to their own names.
+    if not re.fullmatch(r"(test_)?payops_(([a-z]+_)?fleet|x)\w*", name):
+        raise ValueError(f"refusing to recreate {name!r}: fleet databases are named payops_[<who>_]fleet* or payops_x*")
     host, port = PG
     args = ["-h", host, "-p", str(port), "-U", PG_USER]
     subprocess.run(["dropdb", *args, "--if-exists", "--force", name], check=True, capture_output=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from health.checks.base import Check, Problem, Reading, fleet_view, percent
+from health.checks.gateway_limit import limit_figures
 
 PAYMENT_CLIENT = "payment"  # InstrumentedAdapter name of the gateway client (payments.gateway.client)
 
@@ -63,6 +64,16 @@ def _pool(doc: dict[str, Any], pool: dict[str, Any]) -> dict[str, Any]:
 class PaymentHttpCheck(HttpPoolsCheck):
     name = "payment_http"
     payment = True
+
+    def measure(self) -> Reading:
+        reading = super().measure()
+        figures, problems = limit_figures(fleet_view()[0])
+        reading.figures.update(figures)
+        reading.problems.extend(problems)
+        if figures:
+            reading.message += (f"; limit {figures['limit']} of {figures['limit_max']} calls, "
+                                f"{figures['in_flight']} in flight, {figures['shed']} refused recently")
+        return reading
 
 
 class OutboundHttpCheck(HttpPoolsCheck):

@@ -25,6 +25,7 @@ class WebThreadsCheck(Check):
         fullest_process, fullest = max(workers, key=lambda w: percent(w[1]["busy"], w[1]["threads"]) or 0)
         requests = sum(int(r.get("requests", 0)) for r in recent)
         queued = sum(int(r.get("queued", 0)) for r in recent)
+        shed = sum(int(r.get("shed", 0)) for r in recent)
         figures: dict[str, Any] = {
             "processes": len(workers),
             "in_use": sum(stats["busy"] for _, stats in workers),
@@ -34,6 +35,7 @@ class WebThreadsCheck(Check):
             "fullest": fullest_process,
             "requests": requests,
             "queued": queued,
+            "shed": shed,  # payment POSTs answered 503 queue_timeout, unstarted
             "wait_ms": round(sum(float(r.get("wait_ms_total", 0)) for r in recent), 1),
             "max_wait_ms": max(float(stats.get("max_wait_ms") or 0) for _, stats in workers),
         }
@@ -45,6 +47,7 @@ class WebThreadsCheck(Check):
             reading.problems.append(Problem(
                 "requests_queued", "warning",
                 f"{queued} of {requests} requests waited more than {QUEUED_AFTER * 1000:.0f} ms for a gunicorn "
-                f"thread recently (longest {figures['max_wait_ms']:.0f} ms): add threads or workers",
+                f"thread recently (longest {figures['max_wait_ms']:.0f} ms), {shed} of them refused unstarted "
+                f"(503 queue_timeout): add threads or workers",
             ))
         return reading

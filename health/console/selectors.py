@@ -142,11 +142,17 @@ def _card(snapshot: ComponentSnapshot, breaker: dict[str, Any] | None) -> Card:
             ("longest wait", _ms(max((p.get("max_wait_ms") or 0 for p in pools), default=0)) if pools else None),
             ("timeouts", f.get("pool_full")), ("requests", f.get("requests")), ("errors", f.get("errors")),
         ]
+        if "limit" in f:  # the gateway concurrency limit, with the payment gateway's pools
+            card.figures += [
+                ("call limit", f"{f.get('limit')} of {f.get('limit_max')}"), ("calls in flight", f.get("in_flight")),
+                ("refused (saturated)", f.get("shed")), ("slow calls", f.get("slow_calls")),
+            ]
     elif name == "web":
         card.bars.append(_bar(f"threads (fullest: {f.get('fullest') or '–'})", f.get("utilisation_pct")))
         card.figures = [
             ("busy", f.get("in_use")), ("threads", f.get("max")), ("waiting", f.get("waiting")),
             ("requests", f.get("requests")), ("waited > 100 ms", f.get("queued")),
+            ("refused unstarted", f.get("shed")),
             ("longest wait", _ms(f.get("max_wait_ms"))), ("workers", f.get("processes")),
         ]
     elif name == "logging":

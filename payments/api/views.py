@@ -9,10 +9,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from config import queueing
 from config.errors import error_response
 from health.dbpool import classify_db_error
 from payments import refunds, selectors, services
@@ -48,6 +50,14 @@ def api_view(methods: set[str]) -> Callable[[View], View]:
         @csrf_exempt
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method == "POST" and queueing.queued_for() > settings.PAYMENT_QUEUE_TIMEOUT:
+                # Answered without starting: a write that queued this long for a thread would
+                # answer past its client's deadline, and the client may already have given up.
+                queueing.shed()
+                return error_response(503, type="api_error", code="queue_timeout",
+                                      message="The server is busy; nothing was done. Retry with the same "
+                                              "Idempotency-Key.",
+                                      headers={"Retry-After": "1"})
             if request.method not in methods:
                 return error_response(405, type="invalid_request_error", code="method_not_allowed",
                                       message=f"{request.method} is not allowed here.",
@@ -180,10 +190,11 @@ def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> tu
     if payment.status == "pending":
         # Nothing reached the gateway: the client retries with the same key and we send it then.
         code = payment.failure_code or "gateway_unavailable"
+        why = "is busy" if code == "gateway_saturated" else "is unavailable"
         return 503, {"error": {"type": "api_error", "code": code, "param": None,
-                               "message": "The payment gateway is unavailable; nothing was charged. "
+                               "message": f"The payment gateway {why}; nothing was charged. "
                                           "Retry with the same Idempotency-Key."},
-                     "_retry_after": _gateway_retry_after()}, False
+                     "_retry_after": _gateway_retry_after(code)}, False
     if payment.status in UNSETTLED_STATUSES:
         return 202, body, False
     # requires_action too: the customer's next step is in next_action; the payment is followed
@@ -191,10 +202,14 @@ def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> tu
     return 201, body, True
 
 
-def _gateway_retry_after() -> float:
+def _gateway_retry_after(code: str = "") -> float:
     from payments.gateway import get_gateway
 
-    breaker = get_gateway().breaker
+    gateway = get_gateway()
+    if code == "gateway_saturated" and gateway.limiter is not None:
+        # A slot frees within about one call's latency; no round-trip to the breaker's Redis.
+        return gateway.limiter.retry_after()
+    breaker = gateway.breaker
     if breaker is None:
         return 1.0
     return max(1.0, breaker.snapshot().retry_after)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.conf import settings
 
 from payments.gateway.breaker import BreakerConfig, CircuitBreaker, breaker_redis_factory
 from payments.gateway.client import GatewayClient, GatewayConfig, GatewayResult
+from payments.gateway.limiter import ConcurrencyLimiter, LimiterConfig
 
-__all__ = ["GatewayClient", "GatewayResult", "get_gateway", "reset_gateway"]
+__all__ = ["GatewayClient", "GatewayResult", "gateway_limit_stats", "get_gateway", "reset_gateway"]
 
 _lock = threading.Lock()
 _client: GatewayClient | None = None
@@ -36,12 +38,28 @@ def build_breaker() -> CircuitBreaker:
         failure_rate_threshold=settings.BREAKER_FAILURE_RATE / 100,
         minimum_calls=settings.BREAKER_MINIMUM_CALLS,
         window_seconds=settings.BREAKER_WINDOW,
-        slow_call_seconds=settings.BREAKER_SLOW_CALL,
+        # Only a success slower than the read timeout is a failure: a gateway that is slow but
+        # answers is used at the rate it can take (the concurrency limit), never cut off.
+        slow_call_seconds=settings.PAYMENT_TIMEOUT,
         open_seconds=settings.BREAKER_OPEN_SECONDS,
         probe_lease_seconds=settings.PAYMENT_DEADLINE,
     )
     return CircuitBreaker(config, redis_factory=breaker_redis_factory(settings.REDIS_URL),
                           on_transition=_on_transition)
+
+
+def build_limiter() -> ConcurrencyLimiter:
+    return ConcurrencyLimiter(LimiterConfig(
+        max_limit=settings.PAYMENT_CONCURRENCY_MAX,
+        min_limit=settings.PAYMENT_CONCURRENCY_MIN,
+        slow_call_seconds=settings.PAYMENT_SLOW_CALL,
+    ))
+
+
+def gateway_limit_stats() -> dict[str, Any] | None:
+    """This process's gateway concurrency figures, or None before its first gateway call."""
+    client = _client
+    return client.limiter.stats() if client is not None and client.limiter is not None else None
 
 
 def get_gateway() -> GatewayClient:
@@ -62,6 +80,7 @@ def get_gateway() -> GatewayClient:
                         deadline=settings.PAYMENT_DEADLINE,
                     ),
                     breaker=build_breaker(),
+                    limiter=build_limiter(),
                 )
     return _client
 

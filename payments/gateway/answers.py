@@ -81,6 +81,9 @@ ANSWERS: dict[str, Meaning] = {
     # Refused here before sending: the breaker is open, or no pooled connection came free in time.
     "circuit_open": Meaning(Acted.NO, Becomes.PENDING, retry=False, breaker=Breaker.IGNORED),
     "pool_timeout": Meaning(Acted.NO, Becomes.UNSETTLED, retry=False, breaker=Breaker.IGNORED),
+    # Refused here before sending: this process has as many calls in flight as the gateway's
+    # latency allows (payments.gateway.limiter). Nothing left; the client retries with its key.
+    "saturated": Meaning(Acted.NO, Becomes.PENDING, retry=False, breaker=Breaker.IGNORED),
 }
 
 

@@ -2,7 +2,9 @@
 
 Rules: the circuit opens when, over a sliding window of ``window_seconds``, at least
 ``minimum_calls`` calls were made and the share of failures reaches
-``failure_rate_threshold``; a success slower than ``slow_call_seconds`` counts as a failure,
+``failure_rate_threshold``; a success slower than ``slow_call_seconds`` counts as a failure
+(the gateway client sets it at its read timeout: a slow gateway that answers is throttled by
+the concurrency limit, ``limiter.py``, not cut off),
 an ``ignored`` outcome (a card decline, any other 4xx) does not count at all. An open
 circuit fails fast with ``CircuitOpenError`` for ``open_seconds``; then one caller in the
 whole fleet gets the half-open probe, under a lease of ``probe_lease_seconds`` so that a
@@ -97,7 +99,7 @@ class BreakerConfig:
     failure_rate_threshold: float = 0.5  # share of counted calls, 0 < x <= 1
     minimum_calls: int = 10  # counted calls in the window before the rate can open it
     window_seconds: int = 30
-    slow_call_seconds: float = 8.0  # a success slower than this counts as a failure
+    slow_call_seconds: float = 8.0  # a success slower than this counts as a failure (the gateway client: its read timeout)
     open_seconds: float = 30.0  # fail fast this long before the half-open probe
     probe_lease_seconds: float = 15.0  # a probe not reported by then is forfeit
     sync_interval: float = 0.25  # s a closed state heard from Redis is trusted (0: never)

@@ -21,10 +21,12 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Timeout
 
+from config import queueing
 from payments.figures import record_gateway_call
 from payments.gateway import answers
 from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
+from payments.gateway.limiter import ConcurrencyLimiter, signal_for
 from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
 
@@ -100,9 +102,11 @@ def _attempt(record: AttemptRecord, method: str, outcome: str | None = None) -> 
 
 
 class GatewayClient:
-    def __init__(self, config: GatewayConfig, *, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, config: GatewayConfig, *, breaker: CircuitBreaker | None = None,
+                 limiter: ConcurrencyLimiter | None = None) -> None:
         self.config = config
         self.breaker = breaker
+        self.limiter = limiter
         self.session = requests.Session()
         # No proxies or .netrc from the environment, and no per-request lookups of them.
         self.session.trust_env = False
@@ -189,11 +193,23 @@ class GatewayClient:
     def _call(self, method: str, path: str, *, data: dict[str, Any] | None = None,
               idempotency_key: str | None = None, use_breaker: bool = True,
               single_try_timeout: float | None = None) -> GatewayResult:
-        permit = None
+        permit = slot = None
+        if use_breaker and self.limiter is not None:
+            # Before the breaker: a half-open probe taken and then refused here would hold the
+            # fleet's only probe lease until it expires.
+            slot = self.limiter.try_acquire()
+            if slot is None:
+                # Not logged one by one: under overload that is hundreds of lines a second. The
+                # limiter counts them; the health run warns (payment_http: gateway_saturated).
+                return GatewayResult(outcome="saturated", error_code="gateway_saturated",
+                                     error_message="The payment gateway is busy; nothing was sent.",
+                                     retry_after=self.limiter.retry_after())
         if use_breaker and self.breaker is not None:
             try:
                 permit = self.breaker.before_call()
             except CircuitOpenError as exc:
+                if slot is not None and self.limiter is not None:
+                    self.limiter.release(slot, signal="ignored")
                 return GatewayResult(outcome="circuit_open", error_code="circuit_open",
                                      error_message="The payment gateway is failing; calls are paused.",
                                      retry_after=exc.retry_after)
@@ -205,7 +221,16 @@ class GatewayClient:
             timeout = Timeout(connect=min(self.config.connect_timeout, single_try_timeout), read=single_try_timeout)
             set_deadline(started + single_try_timeout, single_try_timeout)
         else:
-            set_deadline(started + self.config.deadline, self.config.read_timeout + self.config.connect_timeout)
+            # The deadline counts from when the request reached the server, not from now: its
+            # client has been waiting since. A first try never outlives it either.
+            deadline_at = started + self.config.deadline
+            arrived = queueing.arrived_at()
+            if arrived is not None:
+                deadline_at = min(deadline_at, arrived + self.config.deadline)
+                left = max(0.1, deadline_at - started)
+                if left < self.config.read_timeout + self.config.connect_timeout:
+                    timeout = Timeout(connect=min(self.config.connect_timeout, left), read=left)
+            set_deadline(deadline_at, self.config.read_timeout + self.config.connect_timeout)
         response = None
         error: BaseException | None = None
         body_error = False
@@ -231,6 +256,8 @@ class GatewayClient:
             clear_deadline()
         elapsed = time.monotonic() - started
         result = self._result(method, log, response, body, error, body_error)
+        if slot is not None and self.limiter is not None:
+            self.limiter.release(slot, signal=signal_for(result.outcome))
         if permit is not None and self.breaker is not None:
             self.breaker.record(permit, outcome=result.meaning.breaker.value, duration=elapsed)
         self._log(method, path, result, elapsed, idempotency_key)
@@ -301,6 +328,7 @@ class GatewayClient:
             "rate_limited": "gateway_rate_limited",
             "bad_response": "gateway_bad_response",
             "circuit_open": "circuit_open",
+            "saturated": "gateway_saturated",
             "conflict": "gateway_conflict",
             "auth_refused": "gateway_auth_refused",
             "idempotency_mismatch": "gateway_idempotency_mismatch",

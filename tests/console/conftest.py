@@ -112,7 +112,8 @@ def stub_checks(*, db_pct: float = 45.0, http_pct: float = 30.0, latency_ms: flo
         message=f"{http_in_use} of 10 connections in use",
         figures={"in_use": http_in_use, "idle": 10 - http_in_use, "max": 10, "waiting": 0, "requests": 40,
                  "pool_full": 0, "errors": 0, "utilisation_pct": http_pct, "fullest": "web-1:101",
-                 "pools": [{"wait_ms": 12.5, "max_wait_ms": 4.0}]},
+                 "pools": [{"wait_ms": 12.5, "max_wait_ms": 4.0}],
+                 "limit": 12, "limit_max": 20, "in_flight": 9, "shed": 5, "slow_calls": 30},
         utilisation={"pool_utilisation": http_pct},
     )
     web_busy = round(web_pct / 100 * 8)

@@ -58,6 +58,9 @@ def test_cards_show_bars_coloured_at_the_thresholds_and_the_pool_figures(client,
     payment = card(html, "payment_http")
     assert "console-level-critical" in payment and "(critical)" in payment and "95.0%" in payment
     assert "<dt>longest wait</dt><dd>4.0 ms</dd>" in payment
+    for label, value in (("call limit", "12 of 20"), ("calls in flight", "9"), ("refused (saturated)", "5"),
+                         ("slow calls", "30")):
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in payment, label
     gateway = card(html, "gateway")
     assert "<dd>42 ms</dd>" in gateway and "Breaker:" in gateway and "CLOSED" in gateway
     assert "DEGRADED" in card(html, "database")

@@ -165,3 +165,33 @@ def test_a_gateway_outage_marks_it_down_and_alerts_but_ready_stays_200(gateway, 
     assert "gateway" not in ready.json()["checks"]
     gateway.clear()
     get_gateway().breaker.reset()
+
+
+def test_a_slow_gateway_and_refused_calls_show_with_the_payment_pool_and_warn(gateway, settings, ticker,
+                                                                             monkeypatch) -> None:
+    from health import fleet
+    from payments.gateway import reset_gateway
+    from tests.payments.test_saturation import _pay_at_once
+
+    settings.PAYMENT_CONCURRENCY_MAX, settings.PAYMENT_CONCURRENCY_MIN, settings.PAYMENT_SLOW_CALL = 2, 1, 0.3
+    reset_gateway()
+    monkeypatch.setattr(fleet, "history", fleet.CounterHistory())  # earlier tests' clients counted too
+    try:
+        _, key = make_client()
+        gateway.fault("latency_before", delay_ms=600, method="POST", path_prefix="/v1/payment_intents")
+        codes = sorted(r.status_code for r, _ in _pay_at_once(key, 4))
+        assert codes == [201, 201, 503, 503]
+        run = health_check_run(now=ticker(), checks=[PaymentHttpCheck()])
+        snapshot = reading_of(run, "payment_http")
+        figures = snapshot.figures
+        # This process's limit (a worker left by earlier tests publishes its own).
+        assert figures["shed"] >= 2 and figures["slow_calls"] >= 2 and figures["in_flight"] == 0
+        assert figures["limit"] < figures["limit_max"]
+        slow = Alert.objects.get(component="payment_http", condition="slow_calls")
+        saturated = Alert.objects.get(component="payment_http", condition="gateway_saturated")
+        assert slow.severity == saturated.severity == "warning"
+        assert "300 ms" in slow.message and "gateway_saturated" in saturated.message
+    finally:
+        gateway.clear()
+        get_gateway().breaker.reset()
+        reset_gateway()

@@ -52,3 +52,23 @@ def test_a_worker_short_of_threads_shows_them_busy_and_its_queued_requests(tmp_p
     web = card(html, "web")
     assert "threads (fullest:" in web
     assert "<dt>waited &gt; 100 ms</dt><dd>" in web and "<dt>threads</dt><dd>2</dd>" in web
+
+
+def test_probes_and_the_console_never_wait_behind_busy_api_threads(tmp_path) -> None:
+    import time
+
+    with gunicorn(threads=2, log=tmp_path / "web.log") as base, ThreadPoolExecutor(4) as executor:
+        # Every API thread busy and one more request queued behind them.
+        held = [executor.submit(requests.get, f"{base}/_test/hold-db?ms=3000", timeout=15) for _ in range(3)]
+        time.sleep(0.5)
+        for path, expected in (("/health/live", 200), ("/health/ready", 200), ("/admin/login/", 200)):
+            started = time.perf_counter()
+            response = requests.get(f"{base}{path}", timeout=1)
+            took = time.perf_counter() - started
+            assert response.status_code == expected, (path, response.content[:200])
+            assert took < 0.5, (path, took)
+        with requests.Session() as kept:  # a kept-alive connection is routed by each request
+            assert kept.get(f"{base}/health/live", timeout=1).status_code == 200
+            assert kept.get(f"{base}/health/ready", timeout=1).status_code == 200
+        assert not any(h.done() for h in held)  # the API threads were busy all along
+        assert [h.result().status_code for h in held] == [200, 200, 200]
