@@ -78,6 +78,11 @@ class GatewayResult:
     def meaning(self) -> answers.Meaning:
         return answers.meaning(self.outcome)
 
+    @property
+    def uncertain(self) -> bool:
+        """No usable answer to a request that may have arrived: ask again, never assume."""
+        return self.sent and self.meaning.becomes is answers.Becomes.UNSETTLED
+
 
 def _attempt_outcome(record: AttemptRecord, method: str) -> str:
     if record.error is not None:
