@@ -128,7 +128,7 @@ class Row:
         for name, ids in (("failed but charged", ledger["failed_charged"]),
                           ("pending but charged", ledger["pending_charged"]),
                           ("charged for a payment we do not have", ledger["orphans"]),
-                          ("succeeded on another intent than the gateway's", ledger["succeeded_mismatch"]),
+                          ("succeeded on another intent than the gateway's", ledger.get("succeeded_mismatch_detail") or ledger["succeeded_mismatch"]),
                           ("duplicate charges", ledger["duplicates"]),
                           ("answered but not stored", ledger["answered_missing"]),
                           ("left unknown/processing", ledger["unsettled"])):

@@ -558,6 +558,11 @@ def ledger_check(sandbox: SandboxStack, run_id: str, hits: list[Hit]) -> dict[st
     succeeded_intents = [i for i in intents if i.get("status") == "succeeded"]
     mismatched = [p.id for p in payments.values() if p.status == "succeeded"
                   and [i["id"] for i in by_payment.get(p.id, [])] != [p.gateway_id]]
+    # What the gateway and we each hold for a mismatch: enough to tell a lost id from a wrong one.
+    mismatch_detail = {pid: {"ours": payments[pid].gateway_id,
+                             "gateway": [(i["id"], i.get("status")) for i in by_payment.get(pid, [])],
+                             "attempts": list(payments[pid].attempts.values_list("operation", "outcome"))}
+                       for pid in mismatched}
     return {
         "payments": len(payments),
         "statuses": dict(sorted(statuses.items())),
@@ -570,6 +575,7 @@ def ledger_check(sandbox: SandboxStack, run_id: str, hits: list[Hit]) -> dict[st
         "failed_charged": sorted(p.id for p in payments.values() if p.status == "failed"
                                  and any(i.get("status") == "succeeded" for i in by_payment.get(p.id, []))),
         "succeeded_mismatch": mismatched,
+        "succeeded_mismatch_detail": mismatch_detail,
         "ledger_total": sum(p.amount for p in payments.values() if p.status == "succeeded"),
         "gateway_total": sum(int(i.get("amount") or 0) for i in succeeded_intents),
     }
