@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.apps import apps
-from django.conf import settings
 
+from tests.support.databases import scratch_database
 from tests.support.processes import ROOT, service_env
 
 pytestmark = pytest.mark.slow
@@ -62,15 +62,8 @@ def _local_apps() -> list[str]:
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    db = settings.DATABASES["default"]
-    name = f"{db['NAME']}_rollback"
-    admin = dict(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", autocommit=True)
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{name}"
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("rollback") as url:
+        yield url
 
 
 def _manage(database_url: str, *args: str) -> str:

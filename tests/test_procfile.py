@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
-from django.conf import settings
 
+from tests.support.databases import scratch_database
 from tests.support.processes import ROOT, wait_until
 from tests.support.redisserver import redis_server
 from tests.support.tcpproxy import _free_port
@@ -45,15 +45,8 @@ def clone(tmp_path: Path) -> Path:
 @pytest.fixture
 def database() -> Iterator[str]:
     """An empty database of its own, which `release` migrates."""
-    db = settings.DATABASES["default"]
-    name = f"{db['NAME']}_procfile"
-    admin = dict(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", autocommit=True)
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{name}"
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("procfile") as url:
+        yield url
 
 
 def _documented_env(*, database_url: str, redis_url: str, gateway_url: str, port: int) -> dict[str, str]:
