@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.support.processes import _stop
 from tests.support.tcpproxy import _free_port
 
 BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -97,10 +98,5 @@ def pgbouncer(*, server_host: str, server_port: int, user: str, pool_size: int =
                 time.sleep(0.05)
         yield bouncer
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)

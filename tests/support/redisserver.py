@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from tests.support.processes import _stop
 from tests.support.tcpproxy import _free_port
 
 
@@ -40,9 +41,4 @@ def redis_server(workdir: Path) -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
