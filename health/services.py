@@ -41,7 +41,7 @@ from health.models import (
     Silence,
 )
 from health.rules import Finding, findings_for
-from health.selectors import Staleness, silences_active
+from health.selectors import Staleness, health_staleness, silences_active
 from health.signing import webhook_signed
 
 logger = logging.getLogger(__name__)
@@ -223,6 +223,7 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
             [_snapshot(run, name, reading) for name, reading in readings.items()]
         )
         _alerts_apply(readings=readings, seen_at=started_at, impact=impact)
+        _stale_switch_lock()
         _stale_alert_clear(seen_at=started_at)
         alert_notifications_resend(now=started_at)
     logger.info(
@@ -482,7 +483,9 @@ def _notification_send_quietly(notification_id: int) -> None:
     try:
         alert_notification_send(notification_id=notification_id)
     except NotificationFailed:
-        pass  # logged and recorded on the row; the console shows it
+        # Logged and recorded on the row; the queue's retries (with backoff) take it from here,
+        # and run as soon as a worker is back.
+        _notification_enqueue(notification_id)
 
 
 @transaction.atomic
@@ -617,8 +620,25 @@ def _in_flight() -> dict[str, Any] | None:
 
 
 # --- The dead-man's switch -------------------------------------------------------------------
+STALE_SWITCH_LOCK = 0x70617973_7374616C  # pg_advisory_xact_lock key ("pays" "stal")
+
+
+def _stale_switch_lock() -> None:
+    """Orders a web process tripping the switch against a run landing: without it, a process
+    that read the last run just before a new one committed raises (or reopens) the alert right
+    after that run resolved it, and ops are paged for an episode that is over."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [STALE_SWITCH_LOCK])
+
+
+@transaction.atomic
 def health_stale_alert(*, staleness: Staleness) -> Alert | None:
     """Raises the critical health/stale alert when runs stopped, at most once per interval."""
+    if not staleness.stale or staleness.last_run_at is None:
+        return None
+    _stale_switch_lock()
+    # Read again under the lock: a run that landed since the caller looked ends the episode.
+    staleness = health_staleness()
     if not staleness.stale or staleness.last_run_at is None:
         return None
     now = timezone.now()

@@ -11,7 +11,7 @@ from django.utils import timezone
 from health.checks.base import Problem, Reading
 from health.models import Alert, HealthCheckRun
 from health.selectors import health_staleness
-from health.services import alert_silence, health_check_run
+from health.services import alert_silence, health_check_run, health_stale_alert
 from tests.health.conftest import StubCheck
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,6 +94,22 @@ def test_no_run_for_three_intervals_is_stale_and_raises_one_critical_alert(clien
     alert.refresh_from_db()
     assert alert.status == "resolved"
     assert client.get("/health/status").json()["status"] == "ok"
+
+
+def test_a_process_that_read_the_old_run_does_not_reopen_the_switch_a_new_run_just_resolved(client, settings) -> None:
+    # Seen in CI: a web process looked (stale), a run landed and resolved the alert, then the
+    # process tripped the switch on what it had read and paged ops a second time.
+    settings.HEALTH_CHECK_INTERVAL = 30
+    degraded_run(now=timezone.now() - timedelta(seconds=95))
+    looked = health_staleness()
+    assert looked.stale
+    alert = health_stale_alert(staleness=looked)
+    assert alert is not None
+    health_check_run(checks=[StubCheck("redis")])
+    assert health_stale_alert(staleness=looked) is None
+    alert.refresh_from_db()
+    assert (alert.status, alert.reopened) == ("resolved", 0)
+    assert Alert.objects.filter(component="health", condition="stale").count() == 1
 
 
 def test_a_run_two_intervals_old_is_not_stale(client, settings) -> None:
