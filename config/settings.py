@@ -57,7 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "health.middleware.DatabaseUnavailableMiddleware",
+    "config.postgres.middleware.DatabaseUnavailableMiddleware",
     # Names the connections each request takes after its view, for leak reports.
     "config.postgres.leaks.ConnectionHolderMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -8,7 +8,7 @@ from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 
 from config.errors import error_response
-from health.middleware import db_failure_response
+from config.postgres.middleware import db_failure_response
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -11,6 +11,11 @@ class HealthConfig(AppConfig):
     verbose_name = "System health"
 
     def ready(self) -> None:
+        # Breaker transitions become gateway/circuit_open alerts in every process that pays.
+        from health.services import alert_from_breaker_transition
+        from payments.gateway import breaker_listener_add
+
+        breaker_listener_add(alert_from_breaker_transition)
         # Web and worker processes publish their pool statistics for the fleet view; the
         # thread starts with the first request or when the worker is ready, not at import.
         if settings.PROCESS_ROLE not in PUBLISHING_ROLES or settings.HEALTH_PUBLISH_INTERVAL <= 0:

@@ -20,13 +20,13 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from config import queueing, ticks
+from config.postgres.failures import db_failure_counts
 from config.postgres.leaks import leaks as connection_leaks
 from config.retention import PRUNE_BATCH, rows_delete_in_batches
 from health import fleet
 from health.checks import Check, default_checks
 from health.checks.base import STATUS_RANK, Reading
 from health.checks.runner import run_checks
-from health.dbpool import db_failure_counts
 from health.impact import alert_impact
 from health.models import (
     ACTIVE_ALERT_STATUSES,
@@ -77,10 +77,10 @@ class NotificationFailed(Exception):
 # --- Pool statistics -----------------------------------------------------------------------
 def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
+    from config.http.pools import http_pool_stats
     from config.postgres.lane import existing_lane
     from payments.figures import figures_snapshot
     from payments.gateway import gateway_limit_stats
-    from payments.gateway.pools import http_pool_stats
 
     now = time.time()
     db = _db_pool_figures(_existing_pool())
@@ -706,7 +706,7 @@ def alert_notification_send(*, notification_id: int) -> AlertNotification | None
             notification.email_sent_at = timezone.now()
     if settings.ALERT_WEBHOOK_URL and notification.webhook_sent_at is None:
         try:
-            from payments.gateway.outbound import get_outbound
+            from config.http.outbound import get_outbound
 
             signed, headers = webhook_signed(payload=_webhook_body(notification), secret=settings.ALERT_WEBHOOK_SECRET)
             response = get_outbound().request("POST", settings.ALERT_WEBHOOK_URL, data=signed, headers=headers,

@@ -183,7 +183,7 @@ def http_pool(*, concurrency: int, rounds: int, progress: Progress) -> dict[str,
 
 
 def _payment_pool_figures() -> dict[str, float]:
-    from payments.gateway.pools import http_pool_stats
+    from config.http.pools import http_pool_stats
 
     totals: dict[str, float] = {}
     for pool in http_pool_stats():

@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from config import queueing
 from config.errors import error_response
-from health.dbpool import classify_db_error
+from config.postgres.failures import classify_db_error
 from payments import refunds, selectors, services
 from payments.api import keycache
 from payments.api.ratelimit import rate_limit_check

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -11,25 +13,32 @@ from payments.gateway.breaker import BreakerConfig, CircuitBreaker, breaker_redi
 from payments.gateway.client import GatewayClient, GatewayConfig, GatewayResult
 from payments.gateway.limiter import ConcurrencyLimiter, LimiterConfig
 
-__all__ = ["GatewayClient", "GatewayResult", "gateway_limit_stats", "get_gateway", "reset_gateway"]
+__all__ = ["GatewayClient", "GatewayResult", "breaker_listener_add", "gateway_limit_stats", "get_gateway",
+           "reset_gateway"]
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _client: GatewayClient | None = None
 
 
-def _on_transition(old: str, new: str, snapshot) -> None:
-    # The health app turns breaker transitions into alerts; a failure there must never
-    # disturb the payment that tripped the breaker.
-    try:
-        from health.services import alert_from_breaker_transition
-    except ImportError:
-        return
-    try:
-        alert_from_breaker_transition(old=old, new=new, snapshot=snapshot)
-    except Exception:  # noqa: BLE001
-        import logging
+Listener = Callable[..., None]  # (old=, new=, snapshot=) of one breaker transition
+_listeners: list[Listener] = []
 
-        logging.getLogger(__name__).exception("breaker alert failed", extra={"category": "alert_error"})
+
+def breaker_listener_add(listener: Listener) -> None:
+    """Tells `listener` of every transition of this process's gateway breaker (as pybreaker's
+    listeners): the health app turns them into alerts without payments knowing of it."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _on_transition(old: str, new: str, snapshot: Any) -> None:
+    # A listener's failure must never disturb the payment that tripped the breaker.
+    for listener in list(_listeners):
+        try:
+            listener(old=old, new=new, snapshot=snapshot)
+        except Exception:  # noqa: BLE001
+            logger.exception("breaker listener failed", extra={"category": "alert_error"})
 
 
 def build_breaker() -> CircuitBreaker:

@@ -22,12 +22,12 @@ from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, NewConnectio
 from urllib3.util import Timeout
 
 from config import queueing
+from config.http.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.figures import record_gateway_call
 from payments.gateway import answers
 from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
 from payments.gateway.limiter import ConcurrencyLimiter, signal_for
-from payments.gateway.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Any
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
+from config.http.pools import last_attempt
 from payments.gateway import answers
-from payments.gateway.pools import last_attempt
 
 # What urllib3 is told to consider at all; `GatewayRetry.is_retry` decides through the answer
 # table, where the gateway's own Stripe-Should-Retry hint wins.

@@ -11,6 +11,7 @@ import pytest
 import requests
 from django.utils import timezone
 
+from config.http.outbound import get_outbound
 from health.checks import (
     CeleryCheck,
     GatewayCheck,
@@ -25,7 +26,6 @@ from health.models import Alert
 from health.selectors import fleet_pool_stats
 from health.services import health_check_run
 from payments.gateway import get_gateway
-from payments.gateway.outbound import get_outbound
 from payments.models import Payment
 from tests.payments.factories import make_client
 from tests.support.processes import gunicorn, wait_until

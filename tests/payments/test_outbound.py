@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from payments.gateway.outbound import OutboundClient, OutboundPoolFull
-from payments.gateway.pools import http_pool_stats
+from config.http.outbound import OutboundClient, OutboundPoolFull
+from config.http.pools import http_pool_stats
 from tests.support.httpserver import Receiver
 
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from urllib3.exceptions import EmptyPoolError, ReadTimeoutError
 from urllib3.util import Retry
 
-from payments.gateway.pools import InstrumentedAdapter
+from config.http.pools import InstrumentedAdapter
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from config.errors import service_unavailable
-from health.dbpool import POOL_EXHAUSTED, classify_db_error, record_db_failure, retry_after_seconds
+from config.postgres.failures import POOL_EXHAUSTED, classify_db_error, record_db_failure, retry_after_seconds
 
 
 def db_failure_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
