@@ -4,7 +4,7 @@ worker's threads as a pool: busy, waiting, waits.
 A gthread worker accepts every connection but serves only `threads` requests at once; the
 others wait in its executor queue, unseen by the database pool. A request that waited there
 and then waits the pool's whole acquire timeout answers 503 far later than the timeout says
-(measured: 1.5 s for a 1 s timeout, docs/reliability.md drill 2). The worker class in
+(1.5 s for a 1 s timeout on a busy worker; docs/reliability.md). The worker class in
 config/gunicorn_worker.py stamps each request when it is queued; the pool's wait for that
 request is what is left of the timeout (config/postgres/base.py), and the figures below are
 published with the other pools (health/checks/web.py).

@@ -31,9 +31,8 @@ _verified_lock = threading.Lock()
 
 
 # psycopg_pool retries a failed connection after 1, 2, 4, 8 … s until `reconnect_timeout`:
-# after a 3 s cut one web process was serving 0.1 s after the server came back while its
-# neighbour waited 3 s more for its next try, answering 503s all along (drill 5 in CI). A
-# steady half second between tries costs a refused connect per pending connection every
+# after a short outage one process may be back at once while its neighbour, between two
+# doubled waits, answers 503s for seconds more. A steady half second between tries costs a refused connect per pending connection every
 # half second while the server is away, and brings every process (and every pool: Django's
 # and the answers lane) back within half a second of it. psycopg-pool is pinned; these are
 # its own class attributes.
@@ -47,7 +46,7 @@ class DatabaseUnreachable(psycopg.OperationalError):
 
 # A connection given back to the pool less than this long ago was working then, so lending
 # it again skips the check's round trip (two per payment: the connection goes back before the
-# gateway call). One idle for longer is checked as before: after a server restart, every
+# gateway call). One idle for longer is checked: after a server restart, every
 # connection given back before it has been idle longer than this by the time the server is
 # back, so none of them is lent unchecked.
 RECENTLY_RETURNED = 1.0  # s

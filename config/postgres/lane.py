@@ -1,11 +1,10 @@
 """A small second pool for one kind of write: a payment's answer from the gateway.
 
 A payment gives its pooled connection back before the gateway call (a slow gateway must not
-hold the database pool: the incident's second act) and needs one again to record the
-answer. In the main pool that second wait queues behind every new request, so under pool
-pressure a payment the gateway already charged waited a second acquire timeout and answered
-503 twice as late (drill 2), or, with both waits sharing one timeout, hardly ever recorded
-its answer at all. Answers take this lane instead: a few connections per process used only
+hold the database pool) and needs one again to record the answer. In the main pool that
+second wait queues behind every new request, so under pool pressure a payment the gateway
+already charged would wait a second acquire timeout before its 503, or, with both waits
+sharing one timeout, hardly ever record its answer at all. Answers take this lane instead: a few connections per process used only
 by writes that take a millisecond, so they never wait behind new requests, and a request's
 503 for an exhausted pool comes from its first wait alone.
 
