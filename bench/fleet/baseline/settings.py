@@ -25,5 +25,12 @@ DATABASES = {
         "PORT": _db.port or 5432,
     }
 }
+if os.environ.get("BENCH_DJANGO_FLOOR"):
+    # The Django floor (bench/fleet/baseline/django_floor.py): the product's database stack,
+    # psycopg 3 with Django's native pool sized to the threads, autocommit as Django's default.
+    ROOT_URLCONF = "bench.fleet.baseline.django_floor"
+    _threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": _threads, "timeout": 30}}
+
 STRIPE_API_BASE = os.environ["PAYMENT_GATEWAY_URL"]
 STRIPE_API_KEY = os.environ["PAYMENT_GATEWAY_API_KEY"]
