@@ -378,7 +378,7 @@ class ProxyServer:
                 if isinstance(intent_id, str):
                     error["payment_intent"] = await self.upstream.get_json(f"/v1/payment_intents/{intent_id}")
             except (UpstreamUnavailable, ValueError):
-                pass  # the decline stands without its intent, as it did before
+                pass  # the intent only adds detail: the decline stands without it
         body = json.dumps({"error": error}).encode()
         return Response(402, body, [*resp.headers, ("Stripe-Should-Retry", "false")], resp.content_type)
 
