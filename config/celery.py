@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 def _keep_django_logging(**_: object) -> None:
     # A receiver here stops Celery from replacing the root handlers with its own, which
     # would drop the JSON format, the redaction filter and CloudWatch in workers and beat.
-    from config.logs import ensure_configured
+    from config.logs.setup import ensure_configured
 
     ensure_configured()
 

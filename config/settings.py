@@ -1,4 +1,6 @@
-"""Settings for Payment Ops. The environment is read here and only here (config/env.py)."""
+"""Settings for Payment Ops. The environment is read here and only here (config/env.py); what is
+computed from the values read (database and broker options, the beat schedule, cross-variable
+limits) comes from config/settings_parts/."""
 
 from __future__ import annotations
 
@@ -6,18 +8,15 @@ import os
 import socket
 from pathlib import Path
 
-from config.env import (
-    env_bool,
-    env_db,
-    env_int,
-    env_int_list,
-    env_list,
-    env_ms,
-    env_str,
-    env_url,
-    read_dotenv,
-    require,
-)
+from config.env import env_bool, env_db, env_int, env_int_list, env_list, env_ms, env_str, env_url, read_dotenv, require
+from config.logs.setup import build_logging
+from config.settings_parts import web
+from config.settings_parts.alerts import alert_webhook_check
+from config.settings_parts.beat import beat_schedule
+from config.settings_parts.broker import broker_transport_options, visibility_timeout_check
+from config.settings_parts.database import database_config
+from config.settings_parts.gateway import gateway_concurrency_check, gateway_webhook_secret_check
+from config.settings_parts.logs import cloudwatch_retention_check
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Tests and tools that must see only their own environment turn the .env file off.
@@ -31,10 +30,8 @@ _DEV_SECRET = "dev-insecure-secret-key-never-use-in-production-0123456789abcdef"
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET) if DEBUG else env_str("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG:
-    require(
-        len(SECRET_KEY) >= 50 and len(set(SECRET_KEY)) >= 5 and SECRET_KEY != _DEV_SECRET,
-        "DJANGO_SECRET_KEY must be a random value of at least 50 characters in production",
-    )
+    require(len(SECRET_KEY) >= 50 and len(set(SECRET_KEY)) >= 5 and SECRET_KEY != _DEV_SECRET,
+            "DJANGO_SECRET_KEY must be a random value of at least 50 characters in production")
     require(bool(ALLOWED_HOSTS), "DJANGO_ALLOWED_HOSTS must name the service's hosts in production")
 
 # Which process this is (web, worker, beat, release); it names log streams, fleet
@@ -42,43 +39,9 @@ if not DEBUG:
 PROCESS_ROLE = env_str("PROCESS_ROLE", "web")
 HOSTNAME = socket.gethostname()
 
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
-    "axes",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-    "payments",
-    "health",
-]
-
-MIDDLEWARE = [
-    "config.postgres.middleware.DatabaseUnavailableMiddleware",
-    # Names the connections each request takes after its view, for leak reports.
-    "config.postgres.leaks.ConnectionHolderMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "config.security.SecurityHeadersMiddleware",
-    # Serves the console's CSS and scripts from gunicorn itself (no separate web server).
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, as django-axes asks: it answers locked-out logins.
-    "axes.middleware.AxesMiddleware",
-]
-
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking it
-    "django.contrib.auth.backends.ModelBackend",
-]
+INSTALLED_APPS = web.INSTALLED_APPS
+MIDDLEWARE = web.MIDDLEWARE  # in the order a request passes it
+AUTHENTICATION_BACKENDS = web.AUTHENTICATION_BACKENDS
 # Console logins: after AXES_FAILURE_LIMIT failures for one username from one address, that
 # pair is locked out for AXES_COOLOFF_MINUTES.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
@@ -94,35 +57,14 @@ ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ],
-        },
-    },
-]
-
+TEMPLATES = web.templates_config(base_dir=BASE_DIR)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    # Hashed names, compressed copies; `collectstatic` runs in the release step.
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG else "django.contrib.staticfiles.storage.StaticFilesStorage"
-    },
-}
+STORAGES = web.storages_config(debug=DEBUG)
 # In development the files are served straight from the apps, without collectstatic.
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -140,40 +82,14 @@ DB_LEAK_THRESHOLD = env_ms("DB_LEAK_THRESHOLD", 60000)
 DB_PGBOUNCER = env_bool("DB_PGBOUNCER", False)  # PgBouncer in transaction mode in front of PostgreSQL
 # Per process, beside the pool: connections that only record gateway answers (config/postgres/lane.py).
 DB_ANSWER_CONNECTIONS = max(1, DB_MAX_CONNECTIONS // 10)
-require(
-    DB_MIN_CONNECTIONS <= DB_MAX_CONNECTIONS,
-    f"DB_MIN_CONNECTIONS ({DB_MIN_CONNECTIONS}) must not exceed DB_MAX_CONNECTIONS ({DB_MAX_CONNECTIONS})",
-)
-
-_db = env_db("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/payops")
-_db.update(
-    {
-        "ENGINE": "config.postgres",
-        # The pool owns connection lifetime; Django refuses persistent connections with it.
-        "CONN_MAX_AGE": 0,
-        # The pool checks a connection before lending it, so a restarted server costs
-        # no failed request once it is back.
-        "CONN_HEALTH_CHECKS": True,
-        # Behind PgBouncer in transaction mode a named cursor cannot outlive its transaction.
-        "DISABLE_SERVER_SIDE_CURSORS": DB_PGBOUNCER,
-        "OPTIONS": {
-            "application_name": f"payops-{PROCESS_ROLE}",
-            "connect_timeout": 5,
-            # Only statements executed with prepare=True (payments/statements.py) are prepared,
-            # and none behind PgBouncer; Django's own cursors never prepare.
-            "prepare_threshold": None if DB_PGBOUNCER else 1_000_000,
-            "pool": {
-                "min_size": DB_MIN_CONNECTIONS,
-                "max_size": DB_MAX_CONNECTIONS,
-                "timeout": DB_CONNECTION_TIMEOUT,
-                "max_idle": DB_IDLE_TIMEOUT,
-                "name": f"payops-{PROCESS_ROLE}",
-            },
-        },
-        "TEST": {"NAME": env_str("DATABASE_TEST_NAME", "test_" + _db["NAME"])},
-    }
-)
-DATABASES = {"default": _db}
+require(DB_MIN_CONNECTIONS <= DB_MAX_CONNECTIONS,
+        f"DB_MIN_CONNECTIONS ({DB_MIN_CONNECTIONS}) must not exceed DB_MAX_CONNECTIONS ({DB_MAX_CONNECTIONS})")
+_db_url = env_db("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/payops")
+DATABASES = {"default": database_config(
+    url_config=_db_url, test_name=env_str("DATABASE_TEST_NAME", "test_" + _db_url["NAME"]),
+    role=PROCESS_ROLE, min_connections=DB_MIN_CONNECTIONS, max_connections=DB_MAX_CONNECTIONS,
+    connection_timeout=DB_CONNECTION_TIMEOUT, idle_timeout=DB_IDLE_TIMEOUT, pgbouncer=DB_PGBOUNCER,
+)}
 DB_STARTUP_RETRIES = DB_MAX_RETRIES
 DB_STARTUP_RETRY_DELAY = DB_RETRY_DELAY
 
@@ -199,30 +115,7 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # the longest task and the longest countdown a worker holds (checked below with the settlement
 # delays), or a task still running or waiting would be delivered a second time.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)  # s
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-    # Every worker looks for timed-out tasks every this many s (kombu's default, 10 s x a
-    # throttle of 10, would add up to 100 s to a redelivery); a restarted worker looks at once.
-    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 10)),  # s
-    "unacked_restore_throttle": 1,
-    # kombu waits forever on a Redis that hangs (stopped, stuck) by default: a web process
-    # queueing a settlement would hold the payment's request. Above kombu's 1 s BRPOP.
-    "socket_timeout": 2.0,  # s
-    "socket_connect_timeout": 2.0,  # s
-    # kombu 5.7 drops a worker's BRPOP connection when no reply came for 26 s; if Redis was
-    # only slow, it then runs that BRPOP and hands a task to a connection nobody reads: the
-    # task is lost (drill 6b). The kernel tells a dead Redis from a slow one instead: data
-    # unacknowledged for 30 s or 3 keepalive probes unanswered end the connection.
-    "health_check_interval": 0,
-    "socket_keepalive": True,
-    "socket_keepalive_options": {
-        option: value for option, value in ((getattr(socket, "TCP_KEEPIDLE", None), 10),
-                                            (getattr(socket, "TCP_KEEPINTVL", None), 5),
-                                            (getattr(socket, "TCP_KEEPCNT", None), 3),
-                                            (getattr(socket, "TCP_USER_TIMEOUT", None), 30_000))
-        if option is not None
-    },
-}
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(visibility_timeout=CELERY_VISIBILITY_TIMEOUT)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CONSUMER = "config.celery_consumer:Consumer"  # reconnects every 0.5-2 s, not 2-30 s
 # A worker keeps trying for as long as the broker is away (Celery's default gives up after 100
@@ -232,23 +125,10 @@ CELERY_TASK_DEFAULT_QUEUE = "payops"
 # Beat stamps each message with its tick, so that no tick runs twice (config/ticks.py).
 CELERY_BEAT_SCHEDULER = "config.ticks:TickScheduler"
 PAYMENT_SETTLE_SWEEP_INTERVAL = env_int("PAYMENT_SETTLE_SWEEP_INTERVAL", 60, minimum=1)  # s
-CELERY_BEAT_SCHEDULE = {
-    "health-check": {
-        "task": "health.tasks.health_check_run",
-        "schedule": float(HEALTH_CHECK_INTERVAL),
-        # A tick not picked up before the next one is worthless: the next one measures anew.
-        "options": {"expires": max(1.0, HEALTH_CHECK_INTERVAL * 0.8)},
-    },
-}
-CELERY_BEAT_SCHEDULE["payment-settle-sweep"] = {
-    "task": "payments.tasks.payment_settle_sweep",
-    "schedule": float(PAYMENT_SETTLE_SWEEP_INTERVAL),
-    "options": {"expires": max(1.0, PAYMENT_SETTLE_SWEEP_INTERVAL - 10.0)},  # s, before the next one
-}
-require(
-    CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT,
-    "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT",
-)
+CELERY_BEAT_SCHEDULE = beat_schedule(health_check_interval=HEALTH_CHECK_INTERVAL,
+                                     settle_sweep_interval=PAYMENT_SETTLE_SWEEP_INTERVAL)
+require(CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT,
+        "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
 
 # --- Payment gateway ------------------------------------------------------------------
 PAYMENT_GATEWAY_URL = env_url("PAYMENT_GATEWAY_URL", "http://127.0.0.1:8421", schemes=("http", "https"))
@@ -257,12 +137,7 @@ PAYMENT_GATEWAY_API_KEY = (
 )
 # The gateway's webhook signing secret (whsec_…); no default: unset, POST /webhooks/gateway answers 503.
 PAYMENT_GATEWAY_WEBHOOK_SECRET = env_str("PAYMENT_GATEWAY_WEBHOOK_SECRET", "")
-require(
-    PAYMENT_GATEWAY_WEBHOOK_SECRET == ""
-    or (len(PAYMENT_GATEWAY_WEBHOOK_SECRET) >= 16 and not any(c.isspace() for c in PAYMENT_GATEWAY_WEBHOOK_SECRET)),
-    "PAYMENT_GATEWAY_WEBHOOK_SECRET must be the gateway's signing secret (whsec_..., at least 16 characters, "
-    "no spaces), or unset to refuse gateway events",
-)
+gateway_webhook_secret_check(secret=PAYMENT_GATEWAY_WEBHOOK_SECRET)
 PAYMENT_TIMEOUT = env_ms("PAYMENT_TIMEOUT", 10000)  # s, read timeout of one gateway call
 PAYMENT_CONNECT_TIMEOUT = env_ms("PAYMENT_CONNECT_TIMEOUT", 3000)  # s
 PAYMENT_RETRY_ATTEMPTS = env_int("PAYMENT_RETRY_ATTEMPTS", 3, minimum=1)  # tries in all
@@ -270,10 +145,7 @@ PAYMENT_RETRY_DELAY = env_ms("PAYMENT_RETRY_DELAY", 1000, minimum_ms=0)  # s, fi
 PAYMENT_POOL_MAXSIZE = env_int("PAYMENT_POOL_MAXSIZE", 10, minimum=1)
 # s, whole payment (all tries and backoff) must finish inside this; gunicorn's timeout is above it
 PAYMENT_DEADLINE = env_ms("PAYMENT_DEADLINE", 25000)
-require(
-    PAYMENT_DEADLINE >= PAYMENT_TIMEOUT,
-    "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT",
-)
+require(PAYMENT_DEADLINE >= PAYMENT_TIMEOUT, "PAYMENT_DEADLINE must be at least PAYMENT_TIMEOUT")
 # gunicorn threads per web worker for the API (config/gunicorn.py reads it; validated here):
 # more than the gateway concurrency limit, or calls over it queue instead of being refused.
 GUNICORN_THREADS = env_int("GUNICORN_THREADS", 2 * PAYMENT_POOL_MAXSIZE, minimum=1)  # threads per worker
@@ -284,10 +156,7 @@ WEB_OPS_THREADS = env_int("WEB_OPS_THREADS", 2, minimum=1, maximum=32)  # thread
 # s a payment or refund POST may wait in gunicorn's queue for a thread; longer: 503 queue_timeout
 # at once, nothing started. The deadline above counts from arrival, queue included.
 PAYMENT_QUEUE_TIMEOUT = env_ms("PAYMENT_QUEUE_TIMEOUT", 2000)
-require(
-    PAYMENT_QUEUE_TIMEOUT < PAYMENT_DEADLINE,
-    "PAYMENT_QUEUE_TIMEOUT must be below PAYMENT_DEADLINE",
-)
+require(PAYMENT_QUEUE_TIMEOUT < PAYMENT_DEADLINE, "PAYMENT_QUEUE_TIMEOUT must be below PAYMENT_DEADLINE")
 
 # Per API key, shared by the fleet through Redis (token bucket).
 API_RATE_LIMIT = env_int("API_RATE_LIMIT", 50, minimum=1)  # requests per second, sustained
@@ -309,67 +178,36 @@ require(
 PAYMENT_SLOW_CALL = env_ms("PAYMENT_SLOW_CALL_MS", 8000)  # s; a slower success lowers the limit, warns ops
 PAYMENT_CONCURRENCY_MAX = env_int("PAYMENT_CONCURRENCY_MAX", PAYMENT_POOL_MAXSIZE, minimum=1)  # calls
 PAYMENT_CONCURRENCY_MIN = env_int("PAYMENT_CONCURRENCY_MIN", min(2, PAYMENT_CONCURRENCY_MAX), minimum=1)  # calls
-require(
-    PAYMENT_CONCURRENCY_MAX <= PAYMENT_POOL_MAXSIZE,
-    "PAYMENT_CONCURRENCY_MAX must not exceed PAYMENT_POOL_MAXSIZE (a call over the pool waits for a "
-    "connection instead of being refused at once)",
-)
-require(
-    PAYMENT_CONCURRENCY_MIN <= PAYMENT_CONCURRENCY_MAX,
-    "PAYMENT_CONCURRENCY_MIN must not exceed PAYMENT_CONCURRENCY_MAX",
-)
-require(
-    GUNICORN_THREADS > PAYMENT_CONCURRENCY_MAX,
-    "GUNICORN_THREADS must exceed PAYMENT_CONCURRENCY_MAX (payments over the gateway concurrency limit "
-    "must find a thread to be refused on at once, not queue)",
+gateway_concurrency_check(
+    pool_maxsize=PAYMENT_POOL_MAXSIZE, concurrency_min=PAYMENT_CONCURRENCY_MIN,
+    concurrency_max=PAYMENT_CONCURRENCY_MAX, gunicorn_threads=GUNICORN_THREADS,
 )
 # Settlement of unknown outcomes: delays between re-asks, then every last one.
 # (the last step stays below CELERY_VISIBILITY_TIMEOUT's default, see the check below)
 PAYMENT_SETTLE_DELAYS = env_int_list("PAYMENT_SETTLE_DELAYS", [60, 300, 1800], minimum=1)  # s
 # s a payment claimed by one send stays its own; after that a redelivered settlement takes it over
 PAYMENT_CLAIM_STALE_AFTER = PAYMENT_DEADLINE + 10
-# A worker holds a task with a countdown from the moment it takes it, then runs it: both count
-# against the visibility timeout, which restarts nothing when it runs out but delivers twice.
-_LONGEST_COUNTDOWN = max(max(PAYMENT_SETTLE_DELAYS), PAYMENT_CLAIM_STALE_AFTER)  # s
-require(
-    CELERY_VISIBILITY_TIMEOUT > CELERY_TASK_TIME_LIMIT + _LONGEST_COUNTDOWN,
-    f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT} s) must exceed CELERY_TASK_TIME_LIMIT "
-    f"({CELERY_TASK_TIME_LIMIT} s) plus the longest countdown a worker holds ({_LONGEST_COUNTDOWN:.0f} s: the "
-    "largest of PAYMENT_SETTLE_DELAYS, or PAYMENT_DEADLINE + 10 s), or a task still waiting or running "
-    "is delivered a second time",
+visibility_timeout_check(
+    visibility_timeout=CELERY_VISIBILITY_TIMEOUT, task_time_limit=CELERY_TASK_TIME_LIMIT,
+    settle_delays=PAYMENT_SETTLE_DELAYS, claim_stale_after=PAYMENT_CLAIM_STALE_AFTER,
 )
 PAYMENT_PENDING_EXPIRY = env_int("PAYMENT_PENDING_EXPIRY", 900, minimum=1)  # s a never-sent payment waits
 # s a payment may wait for its customer's authentication (3-D Secure) before it is canceled
 PAYMENT_ACTION_EXPIRY = env_int("PAYMENT_ACTION_EXPIRY", 86400, minimum=60)
-# Gateway events stored but never taken by a worker (the broker was away), or left by a worker
-# that died, are queued again by this sweep.
-CELERY_BEAT_SCHEDULE["gateway-event-sweep"] = {
-    "task": "payments.webhooks.tasks.gateway_event_sweep",
-    "schedule": float(PAYMENT_SETTLE_SWEEP_INTERVAL),
-    "options": {"expires": max(1.0, PAYMENT_SETTLE_SWEEP_INTERVAL - 10.0)},  # s, before the next one
-}
 
 # --- General outbound HTTP ------------------------------------------------------------
 HTTP_MAX_CONNECTIONS = env_int("HTTP_MAX_CONNECTIONS", 100, minimum=1)
 HTTP_MAX_CONNECTIONS_PER_HOST = env_int("HTTP_MAX_CONNECTIONS_PER_HOST", 20, minimum=1)
 HTTP_REQUEST_TIMEOUT = env_ms("HTTP_REQUEST_TIMEOUT", 60000)  # s
 HTTP_RETRY_ATTEMPTS = env_int("HTTP_RETRY_ATTEMPTS", 3, minimum=1)
-require(
-    HTTP_MAX_CONNECTIONS_PER_HOST <= HTTP_MAX_CONNECTIONS,
-    "HTTP_MAX_CONNECTIONS_PER_HOST must not exceed HTTP_MAX_CONNECTIONS",
-)
-
-# --- Alerts ---------------------------------------------------------------------------
-ALERT_WARNING_THRESHOLD = env_int("ALERT_WARNING_THRESHOLD", 80, minimum=1, maximum=100)  # %
-ALERT_CRITICAL_THRESHOLD = env_int("ALERT_CRITICAL_THRESHOLD", 90, minimum=1, maximum=100)  # %
-require(
-    ALERT_WARNING_THRESHOLD < ALERT_CRITICAL_THRESHOLD,
-    "ALERT_WARNING_THRESHOLD must be below ALERT_CRITICAL_THRESHOLD",
-)
+require(HTTP_MAX_CONNECTIONS_PER_HOST <= HTTP_MAX_CONNECTIONS,
+        "HTTP_MAX_CONNECTIONS_PER_HOST must not exceed HTTP_MAX_CONNECTIONS")
 
 # --- Health and alerts --------------------------------------------------------------
-from celery.schedules import crontab  # noqa: E402
-
+ALERT_WARNING_THRESHOLD = env_int("ALERT_WARNING_THRESHOLD", 80, minimum=1, maximum=100)  # %
+ALERT_CRITICAL_THRESHOLD = env_int("ALERT_CRITICAL_THRESHOLD", 90, minimum=1, maximum=100)  # %
+require(ALERT_WARNING_THRESHOLD < ALERT_CRITICAL_THRESHOLD,
+        "ALERT_WARNING_THRESHOLD must be below ALERT_CRITICAL_THRESHOLD")
 HEALTH_RETENTION_DAYS = env_int("HEALTH_RETENTION_DAYS", 7, minimum=1)  # days raw snapshots are kept
 HEALTH_CHECK_TIMEOUT = env_ms("HEALTH_CHECK_TIMEOUT", 5000)  # s, budget of each component check
 # s between two publications of one process's pool statistics to Redis; 0 turns them off
@@ -387,19 +225,14 @@ ALERT_HYSTERESIS_MARGIN = env_int("ALERT_HYSTERESIS_MARGIN", 5, maximum=50)  # %
 # slow calls are seen before they time out.
 ALERT_LATENCY_WARNING = env_int("ALERT_LATENCY_WARNING", 50, minimum=1, maximum=100)  # % of PAYMENT_TIMEOUT
 ALERT_LATENCY_ERROR = env_int("ALERT_LATENCY_ERROR", 80, minimum=1, maximum=100)  # % of PAYMENT_TIMEOUT
-require(
-    ALERT_LATENCY_WARNING < ALERT_LATENCY_ERROR,
-    "ALERT_LATENCY_WARNING must be below ALERT_LATENCY_ERROR",
-)
+require(ALERT_LATENCY_WARNING < ALERT_LATENCY_ERROR, "ALERT_LATENCY_WARNING must be below ALERT_LATENCY_ERROR")
 # Gateway tries an interval needs before its latency and timeout rate are judged (a quiet night never pages).
 ALERT_GATEWAY_MIN_CALLS = env_int("ALERT_GATEWAY_MIN_CALLS", 5, minimum=1)
 # Timeouts among an interval's gateway tries: a warning above the first, an error above the second.
 ALERT_TIMEOUT_RATE_WARNING = env_int("ALERT_TIMEOUT_RATE_WARNING", 2, minimum=1, maximum=100)  # % of tries
 ALERT_TIMEOUT_RATE_ERROR = env_int("ALERT_TIMEOUT_RATE_ERROR", 10, minimum=1, maximum=100)  # % of tries
-require(
-    ALERT_TIMEOUT_RATE_WARNING < ALERT_TIMEOUT_RATE_ERROR,
-    "ALERT_TIMEOUT_RATE_WARNING must be below ALERT_TIMEOUT_RATE_ERROR",
-)
+require(ALERT_TIMEOUT_RATE_WARNING < ALERT_TIMEOUT_RATE_ERROR,
+        "ALERT_TIMEOUT_RATE_WARNING must be below ALERT_TIMEOUT_RATE_ERROR")
 # Payments reaching an outcome in an interval (and in the hour before it) before their success rate
 # and decline codes are compared with the previous hour's.
 ALERT_PAYMENTS_MIN_VOLUME = env_int("ALERT_PAYMENTS_MIN_VOLUME", 20, minimum=1)
@@ -414,31 +247,9 @@ ALERT_EMAILS = env_list("ALERT_EMAILS", [])  # addresses told of new critical/er
 ALERT_WEBHOOK_URL = env_url("ALERT_WEBHOOK_URL", schemes=("http", "https")) if env_str("ALERT_WEBHOOK_URL", "") else ""
 # Key of the HMAC-SHA256 signature on every alert webhook (Payops-Signature); never logged or stored.
 ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
-require(
-    not ALERT_WEBHOOK_SECRET or len(ALERT_WEBHOOK_SECRET) >= 32,
-    "ALERT_WEBHOOK_SECRET must be at least 32 characters (a random value, e.g. openssl rand -hex 32)",
-)
-require(
-    DEBUG or not ALERT_WEBHOOK_URL or bool(ALERT_WEBHOOK_SECRET),
-    "ALERT_WEBHOOK_SECRET is required in production when ALERT_WEBHOOK_URL is set: receivers verify "
-    "every alert webhook with it",
-)
-require(
-    HEALTH_PUBLISH_INTERVAL <= HEALTH_CHECK_INTERVAL,
-    "HEALTH_PUBLISH_INTERVAL must not exceed HEALTH_CHECK_INTERVAL (the check would read old figures)",
-)
-# The task takes its tick from the interval the beat that sent it runs with.
-CELERY_BEAT_SCHEDULE["health-check"]["kwargs"] = {"interval": HEALTH_CHECK_INTERVAL}
-CELERY_BEAT_SCHEDULE["health-prune"] = {
-    "task": "health.tasks.health_history_prune",
-    "schedule": crontab(hour=3, minute=17),  # daily, UTC
-    "options": {"expires": 3600.0},  # s
-}
-CELERY_BEAT_SCHEDULE["idempotency-prune"] = {
-    "task": "payments.tasks.idempotency_records_prune",
-    "schedule": crontab(hour=3, minute=47),  # daily, UTC, apart from the health prune
-    "options": {"expires": 3600.0},  # s
-}
+alert_webhook_check(url=ALERT_WEBHOOK_URL, secret=ALERT_WEBHOOK_SECRET, debug=DEBUG)
+require(HEALTH_PUBLISH_INTERVAL <= HEALTH_CHECK_INTERVAL,
+        "HEALTH_PUBLISH_INTERVAL must not exceed HEALTH_CHECK_INTERVAL (the check would read old figures)")
 
 # --- Logging and CloudWatch -----------------------------------------------------------
 CLOUDWATCH_LOG_GROUP = env_str("CLOUDWATCH_LOG_GROUP", "") or None
@@ -450,23 +261,10 @@ CLOUDWATCH_QUEUE_SIZE = env_int("CLOUDWATCH_QUEUE_SIZE", 10000, minimum=1)  # re
 CLOUDWATCH_SEND_INTERVAL = env_ms("CLOUDWATCH_SEND_INTERVAL", 5000)  # s, longest a record waits for its batch
 CLOUDWATCH_FLUSH_TIMEOUT = env_ms("CLOUDWATCH_FLUSH_TIMEOUT", 5000, minimum_ms=0)  # s, shutdown waits at most this
 METRICS_NAMESPACE = env_str("METRICS_NAMESPACE", "PaymentOps")  # CloudWatch namespace of EMF metrics
-from config.logs.cloudwatch import RETENTION_DAYS as _RETENTION_DAYS  # noqa: E402
-
-require(
-    CLOUDWATCH_RETENTION_DAYS == 0 or CLOUDWATCH_RETENTION_DAYS in _RETENTION_DAYS,
-    f"CLOUDWATCH_RETENTION_DAYS must be 0 or one of {', '.join(map(str, _RETENTION_DAYS))}",
-)
+cloudwatch_retention_check(days=CLOUDWATCH_RETENTION_DAYS)
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json or text
-
-from config.logs import build_logging  # noqa: E402  (needs the values above)
-
-LOGGING = build_logging(
-    level=LOG_LEVEL,
-    fmt=LOG_FORMAT,
-    role=PROCESS_ROLE,
-    cloudwatch_group=CLOUDWATCH_LOG_GROUP,
-)
+LOGGING = build_logging(level=LOG_LEVEL, fmt=LOG_FORMAT, role=PROCESS_ROLE, cloudwatch_group=CLOUDWATCH_LOG_GROUP)
 
 # --- E-mail (alert notifications) ---------------------------------------------------
 EMAIL_BACKEND = env_str(

@@ -39,7 +39,7 @@ SETTLE_TASK = "payments.tasks.payment_settle_task"
 AMOUNT = 1700
 # Shortened so that a redelivery comes within a health tick's expiry (0.8 x INTERVAL): the
 # visibility timeout must exceed the task time limit plus the longest countdown a worker holds
-# (PAYMENT_DEADLINE + 10 s here), see config/settings.py.
+# (PAYMENT_DEADLINE + 10 s here), see visibility_timeout_check in config/settings_parts/broker.py.
 INTERVAL = 40  # s, HEALTH_CHECK_INTERVAL
 TIME_LIMIT = 6  # s, CELERY_TASK_TIME_LIMIT (a health run is at most HEALTH_CHECK_TIMEOUT, 4 s)
 DEADLINE_MS = 3000  # PAYMENT_DEADLINE: a settlement call's claim is stale 13 s after it began

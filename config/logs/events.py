@@ -15,7 +15,7 @@ from typing import Any
 # list learns about it) but are marked `category_known: false`, so a Logs Insights query
 # finds strays and typos.
 CATEGORIES: tuple[str, ...] = (
-    # from the incident and the issue
+    # the gateway, the database pools, outbound HTTP and alerts
     "payment_timeout",
     "payment_connection_error",
     "gateway_5xx",

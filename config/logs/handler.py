@@ -12,9 +12,9 @@ watchtower's construction, group creation and size accounting, and replaces the 
   (queued or in flight) it drops the record and counts it. It never touches the network.
 - the boto3 client, the log group, its retention and the stream are set up by the sender
   thread, before its first batch.
-- the sender counts what was sent, rejected and failed; a batch that failed for a
-  transient reason (network, credentials, throttling, 5xx) goes back into the queue and
-  the sender backs off before the next try.
+- the sender counts what was sent, rejected and failed (ledger.py); a batch that failed
+  for a transient reason (network, credentials, throttling, 5xx) goes back into the queue
+  and the sender backs off before the next try. Batches are gathered by batches.py.
 - `flush` and `close` wait at most `flush_timeout` seconds.
 """
 
@@ -31,13 +31,14 @@ from typing import Any
 import watchtower
 from botocore.exceptions import ClientError, CredentialRetrievalError, NoCredentialsError
 
+from config.logs.batches import batches_send
 from config.logs.client import LazyClient, is_transient
+from config.logs.ledger import DeliveryLedger
 
 logger = logging.getLogger(__name__)
 
 # CloudWatch's limit is 256 KiB per event including 26 bytes of overhead.
 MAX_EVENT_BYTES = 256 * 1024 - 26
-_MAX_BACKOFF = 30.0  # s between tries while CloudWatch keeps failing
 
 
 def _not_transport(record: logging.LogRecord) -> bool:
@@ -84,15 +85,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         # watchtower calls this from __init__ and again in a forked child: counters,
         # queues and threads belong to one process.
         super()._init_state()
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)  # notified when nothing is pending
-        self._pending = 0  # accepted by emit and neither sent nor given up: queued or in flight
-        self._sent = self._dropped = self._errors = self._failed = 0
-        self._last_error_at: float | None = None
-        self._last_success_at: float | None = None
-        self._last_error: str | None = None
-        self._failing = False
-        self._failures_in_row = 0
+        self._ledger = DeliveryLedger(capacity=self.max_queue_size)
         self._group_ready = False
         self._streams_ready: set[str] = set()
         self._sending_since: float | None = None  # monotonic start of the call in flight
@@ -110,28 +103,13 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         """Counters since this process started; times are Unix seconds (time.time())."""
         since = self._sending_since
         in_flight = time.monotonic() - since if since is not None else 0.0
-        with self._lock:
-            degraded = (self._failing or in_flight > self.stall_after
-                        or self._pending >= 0.8 * self.max_queue_size)
-            return {
-                "queued": self._pending,
-                "capacity": self.max_queue_size,
-                "sent": self._sent,
-                "dropped": self._dropped,
-                "errors": self._errors,
-                "failed": self._failed,
-                "last_error_at": self._last_error_at,
-                "last_success_at": self._last_success_at,
-                "last_error": self._last_error,
-                "send_in_flight_s": round(in_flight, 3),
-                "state": "degraded" if degraded else "ok",
-            }
+        return self._ledger.stats(in_flight=in_flight, stall_after=self.stall_after)
 
     # --- the caller's side: never blocks ----------------------------------------------
     def emit(self, record: logging.LogRecord) -> None:
         try:
             if self.shutting_down:
-                self._settle(dropped=1, pending=0)
+                self._ledger.settle(pending=0, dropped=1)
                 return
             message = self.format(record)
             if not message:
@@ -140,11 +118,8 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
                 message = message.encode("utf-8")[:MAX_EVENT_BYTES].decode("utf-8", "ignore")
             stream = f"{self.stream_prefix}/{os.getpid()}"
             events = self.queues.get(stream) or self._start_sender(stream)
-            with self._lock:
-                if self._pending >= self.max_queue_size:
-                    self._dropped += 1
-                    return
-                self._pending += 1
+            if not self._ledger.accept():
+                return
             events.put_nowait({"timestamp": int(record.created * 1000), "message": message})
         except Exception:
             self.handleError(record)
@@ -167,34 +142,10 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
     # --- the sender thread's side ---------------------------------------------------------
     def _dequeue_batch(self, events: queue.Queue, stream: str, send_interval: float,
                        max_batch_size: int, max_batch_count: int) -> None:
-        # watchtower's loop marks a record done when it joins a batch, so its flush can
-        # return while that batch is still in flight or about to be retried; this one
-        # settles records only when their batch is decided (see `_pending`).
-        batch: list[dict] = []
-        size = 0
-        deadline = time.monotonic() + send_interval
-        while True:
-            try:
-                item = events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                item = None
-            if isinstance(item, dict):
-                if batch and size + self._size(item) > max_batch_size:
-                    self._submit_batch(batch, stream)
-                    batch, size = [], 0
-                batch.append(item)
-                size += self._size(item)
-                due = time.monotonic() >= deadline or (self._draining and events.empty())
-                if len(batch) < max_batch_count and not due:
-                    continue
-            elif item is None and time.monotonic() < deadline:
-                continue
-            if batch:
-                self._submit_batch(batch, stream)
-                batch, size = [], 0
-            deadline = time.monotonic() + send_interval
-            if item == self.END:
-                return
+        batches_send(events, send_interval=send_interval, max_batch_size=max_batch_size,
+                     max_batch_count=max_batch_count, size_of=self._size,
+                     submit=lambda batch: self._submit_batch(batch, stream),
+                     draining=lambda: self._draining, end=self.END)
 
     def _submit_batch(self, batch: list, log_stream_name: str, max_retries: int = 2) -> None:
         if not batch:
@@ -265,14 +216,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             self._streams_ready.add(stream)
 
     def _success(self, sent: int, rejected: int) -> None:
-        with self._lock:
-            self._sent += sent
-            self._failed += rejected
-            self._last_success_at = time.time()
-            recovered, self._failing = self._failing, False
-            self._failures_in_row = 0
-            dropped = self._dropped
-        self._settle(pending=sent + rejected)
+        recovered, dropped = self._ledger.succeeded(sent=sent, rejected=rejected)
         if recovered and not self._draining:
             logger.warning("CloudWatch Logs reachable again; %s records dropped so far", dropped,
                            extra={"category": "cloudwatch_recovered", "dropped": dropped})
@@ -280,21 +224,15 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
     def _failure(self, exc: Exception, events: list, stream: str, *, transient: bool) -> None:
         target = self.queues.get(stream)
         retry = transient and not self.shutting_down and target is not None
-        with self._lock:
-            self._errors += 1
-            self._last_error_at = time.time()
-            self._last_error = exc.__class__.__name__
-            started, self._failing = not self._failing, True
-            self._failures_in_row += 1
-            backoff = min(_MAX_BACKOFF, 2.0 ** min(self._failures_in_row, 8))
+        started, backoff = self._ledger.failed_with(exc)
         if retry:
             # Still pending, so still inside the bound emit enforces: they always fit.
             for event in events:
                 target.put_nowait(event)
         elif transient:
-            self._settle(dropped=len(events), pending=len(events))
+            self._ledger.settle(dropped=len(events), pending=len(events))
         else:
-            self._settle(failed=len(events), pending=len(events))
+            self._ledger.settle(failed=len(events), pending=len(events))
         if started and not self._draining:
             # Once per outage, not per batch: the record goes to stdout at once and to
             # CloudWatch when it is back. Not while draining: logging.shutdown() holds
@@ -306,19 +244,11 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         if retry:
             self._pause = backoff
 
-    def _settle(self, *, pending: int, dropped: int = 0, failed: int = 0) -> None:
-        with self._lock:
-            self._pending -= pending
-            self._dropped += dropped
-            self._failed += failed
-            if self._pending <= 0:
-                self._settled.notify_all()
-
     # --- shutdown: bounded --------------------------------------------------------------
     def flush_within(self, timeout: float) -> bool:
         """Sends what is queued now, waiting at most `timeout` s; True when everything went out."""
         if self.shutting_down:
-            return self._pending <= 0
+            return self._ledger.pending <= 0
         return self._drain(self.FLUSH, timeout)
 
     def flush(self) -> None:
@@ -347,10 +277,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         try:
             for events in list(self.queues.values()):
                 events.put(sentinel)
-            with self._settled:
-                drained = self._settled.wait_for(
-                    lambda: self._pending <= 0, timeout=max(0.0, deadline - time.monotonic())
-                )
+            drained = self._ledger.wait_settled(max(0.0, deadline - time.monotonic()))
         finally:
             if sentinel != self.END:
                 self._draining = False

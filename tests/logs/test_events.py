@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
-from config.logs import build_logging, logging_configured
 from config.logs.events import CATEGORIES, CONTEXT_FIELDS, log_event
 from config.logs.formatter import JsonFormatter
 from config.logs.redaction import RedactionFilter
+from config.logs.setup import build_logging, logging_configured
 from tests.logs.support import isolated_logger
 
 ISSUE_CATEGORIES = (
