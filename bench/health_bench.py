@@ -149,7 +149,7 @@ def measure_size(size: int, args: argparse.Namespace, state: dict) -> dict:
     from health.checks import default_checks
     from health.models import ComponentSnapshot, HealthCheckRun
     from health.selectors import snapshots_between
-    from health.services import health_check_run
+    from health.services.runs import health_check_run
 
     fill_seconds = fill_history(size)
     stored = ComponentSnapshot.objects.count()
@@ -209,8 +209,8 @@ def measure_publishing(args: argparse.Namespace) -> dict:
     from django.test import Client
 
     from health import apps as health_apps
-    from health.fleet import ensure_publisher
-    from health.services import pool_stats_collect, pool_stats_publish
+    from health.publisher import ensure_publisher
+    from health.services.publishing import pool_stats_collect, pool_stats_publish
     from payments.services import api_key_create
 
     ensure_publisher()
@@ -261,7 +261,7 @@ def measure_prune() -> dict:
     from django.conf import settings
 
     from health.models import ComponentSnapshot
-    from health.services import health_history_prune
+    from health.services.runs import health_history_prune
 
     before = ComponentSnapshot.objects.count()
     started = time.perf_counter()

@@ -17,7 +17,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from health import services
 from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import selectors as console_selectors
 from health.console import services as console_services
@@ -28,6 +27,7 @@ from health.console.forms import AlertNoteForm, AlertSilenceForm
 from health.console.runbook import anchor_for, load_runbook
 from health.console.users import acting_user
 from health.models import Alert, AlertNotification, ComponentSnapshot, DrillRun, HealthCheckRun, Silence
+from health.services.alerts import alert_silence, alert_silence_end
 from payments.money import money_format
 
 
@@ -324,13 +324,13 @@ class SilenceAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        created = services.alert_silence(by=acting_user(request), reason=obj.reason, ends_at=obj.ends_at,
+        created = alert_silence(by=acting_user(request), reason=obj.reason, ends_at=obj.ends_at,
                                          component=obj.component, condition=obj.condition, starts_at=obj.starts_at)
         obj.pk = created.pk
 
     @admin.action(description="End the selected silences now", permissions=["change"])
     def end_now(self, request: HttpRequest, queryset: QuerySet[Silence]) -> None:
-        ended = [services.alert_silence_end(silence=s, by=acting_user(request))
+        ended = [alert_silence_end(silence=s, by=acting_user(request))
                  for s in queryset.filter(ends_at__gt=timezone.now())]
         for silence in ended:
             console_services.audit_log(by=acting_user(request), obj=silence, message="Ended early")

@@ -1,8 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
 
-from health import fleet
-
 PUBLISHING_ROLES = ("web", "worker")
 
 
@@ -12,7 +10,7 @@ class HealthConfig(AppConfig):
 
     def ready(self) -> None:
         # Breaker transitions become gateway/circuit_open alerts in every process that pays.
-        from health.services import alert_from_breaker_transition
+        from health.services.breaker_alerts import alert_from_breaker_transition
         from payments.gateway import breaker_listener_add
 
         breaker_listener_add(alert_from_breaker_transition)
@@ -32,8 +30,12 @@ class HealthConfig(AppConfig):
 
 
 def _start_publisher(**kwargs: object) -> None:
-    fleet.ensure_publisher()
+    from health import publisher  # after the app registry is ready: it reaches the models
+
+    publisher.ensure_publisher()
 
 
 def _forget(**kwargs: object) -> None:
-    fleet.forget_self()
+    from health import publisher
+
+    publisher.forget_self()

@@ -3,8 +3,7 @@
 A check runs in one worker and sees only that worker's pools, so each process publishes its
 own figures: one JSON document per host and pid (``payops:fleet:proc:<host>:<pid>``) that
 expires after three publication intervals, plus an index (a sorted set by publication time)
-so readers need no SCAN. Publishing is a daemon thread per process, started on the first
-request (web) or when the worker is ready, never a Redis round-trip on a request's path.
+so readers need no SCAN. The thread that publishes is in health/publisher.py.
 
 Counters (requests, waits, timeouts, errors) are cumulative in the pools; the document
 carries them and their difference over the last ``window`` seconds, computed here from the
@@ -14,7 +13,6 @@ for every other reader).
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -113,81 +111,10 @@ class CounterHistory:
 history = CounterHistory()
 
 
-# --- The publisher thread -------------------------------------------------------------------
-_started = False
-_start_lock = threading.Lock()
-_stop = threading.Event()
-
-
-def ensure_publisher() -> None:
-    """Start this process's publisher once; cheap to call on every request."""
-    global _started
-    if _started:
-        return
-    with _start_lock:
-        if _started or publish_interval() <= 0:
-            _started = True
-            return
-        thread = threading.Thread(target=_publish_loop, name="payops-fleet-stats", daemon=True)
-        thread.start()
-        atexit.register(forget_self)
-        _started = True
-
-
 def _after_fork_in_child() -> None:
-    # A forked child has no publisher thread and another pid: it starts its own.
-    global _started, history
-    _started = False
+    # A forked child has another pid: its counters start afresh.
+    global history
     history = CounterHistory()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _publish_loop() -> None:
-    from health.services import pool_stats_publish
-
-    failing = False
-    interval = publish_interval()
-    while not _stop.is_set():
-        try:
-            pool_stats_publish()
-        except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure
-            if not failing:
-                # "process" is a LogRecord attribute: as an extra key it made logging raise
-                # here and killed this thread for good on the first Redis outage.
-                _log_quietly(logging.WARNING, "pool statistics not published: %s", exc.__class__.__name__,
-                             extra={"category": "fleet_publish_failed", "fleet_process": process_id()})
-            failing = True
-        else:
-            if failing:
-                _log_quietly(logging.INFO, "pool statistics published again",
-                             extra={"category": "fleet_publish_restored"})
-            failing = False
-        _watch_quietly()
-        _stop.wait(interval)
-
-
-def _watch_quietly() -> None:
-    from health.watchdog import health_stale_watch
-
-    try:
-        health_stale_watch()
-    except Exception as exc:  # noqa: BLE001 - the database away is the database check's news
-        _log_quietly(logging.INFO, "staleness not checked: %s", exc.__class__.__name__,
-                     extra={"category": "health_stale_watch_failed"})
-
-
-def _log_quietly(level: int, message: str, *args: Any, extra: dict[str, Any]) -> None:
-    try:
-        logger.log(level, message, *args, extra=extra)
-    except Exception:  # noqa: BLE001 - a logging failure must not end the publisher
-        pass
-
-
-def forget_self() -> None:
-    _stop.set()
-    try:
-        forget(process_id())
-    except Exception:  # noqa: BLE001 - shutting down; the key expires anyway
-        pass

@@ -30,7 +30,7 @@ def metrics_text() -> str:
 def _fleet_docs() -> tuple[list[dict[str, Any]], bool]:
     """Every process's published figures, this one's fresh in place of its last publication;
     only this one's when Redis is away."""
-    from health.services import pool_stats_collect
+    from health.services.publishing import pool_stats_collect
 
     own = pool_stats_collect()
     try:

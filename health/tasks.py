@@ -9,7 +9,6 @@ from celery import shared_task
 from django.conf import settings
 
 from config import ticks
-from health import retention, services
 
 logger = logging.getLogger(__name__)
 
@@ -21,17 +20,22 @@ def health_check_run(self, interval: int | None = None) -> None:
     """Scheduled by beat every HEALTH_CHECK_INTERVAL seconds (`interval` is the beat's). Runs the
     tick beat sent it for, even when redelivered later; a copy of a tick already taken (a second
     beat) is skipped by the service."""
+    from health.services import runs
+
     sent = ticks.beat_tick(self.request)
     sent_at = datetime.fromtimestamp(sent.sent_at, tz=UTC) if sent is not None else None
-    services.health_check_run(interval=interval, sent_at=sent_at, claim_id=self.request.id)
+    runs.health_check_run(interval=interval, sent_at=sent_at, claim_id=self.request.id)
 
 
 @shared_task(name="health.tasks.health_history_prune", bind=True, ignore_result=True)
 def health_history_prune(self) -> dict[str, int]:
     """Daily: snapshots, runs, notifications and drill runs past HEALTH_RETENTION_DAYS."""
-    if not ticks.once_per_tick(self.request, scope=services.PRUNE_SCOPE):
+    from health import retention
+    from health.services import runs
+
+    if not ticks.once_per_tick(self.request, scope=runs.PRUNE_SCOPE):
         return {"snapshots": 0, "runs": 0, "notifications": 0, "drill_runs": 0}
-    return {**services.health_history_prune(), "notifications": retention.alert_notifications_prune(),
+    return {**runs.health_history_prune(), "notifications": retention.alert_notifications_prune(),
             "drill_runs": retention.drill_runs_prune()}
 
 
@@ -39,9 +43,11 @@ def health_history_prune(self) -> dict[str, int]:
              max_retries=NOTIFY_RETRIES)
 def alert_notify(self, notification_id: int) -> None:
     """Sends one alert notification; a failed channel is retried with backoff, a sent one never again."""
+    from health.services.notifications import NotificationFailed, alert_notification_send
+
     try:
-        services.alert_notification_send(notification_id=notification_id)
-    except services.NotificationFailed as exc:
+        alert_notification_send(notification_id=notification_id)
+    except NotificationFailed as exc:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
 
 

@@ -14,9 +14,10 @@ from psycopg_pool import PoolTimeout
 
 from config.errors import error_response
 from config.shutdown import shutting_down
-from health import selectors, services
+from health import selectors
 from health.exposition import CONTENT_TYPE
 from health.metrics import metrics_text
+from health.services.switch import health_stale_alert
 
 READY_DB_WAIT = 2.0  # s; a probe must answer well inside the balancer's own timeout
 
@@ -75,7 +76,7 @@ def status(request: HttpRequest) -> JsonResponse:
     detail = bool(authorization) or _is_staff(request)
     body, staleness = selectors.health_status(detail=detail)
     if staleness.stale:
-        services.health_stale_alert(staleness=staleness)
+        health_stale_alert(staleness=staleness)
     return JsonResponse(body)
 
 

@@ -17,7 +17,7 @@ from django.db import connections
 from health import fleet
 from health.models import Alert
 from health.selectors import health_staleness
-from health.services import health_stale_alert
+from health.services.switch import health_stale_alert
 
 logger = logging.getLogger(__name__)
 

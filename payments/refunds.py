@@ -30,6 +30,7 @@ from payments.models import (
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome, refund_outcome
 from payments.services import _release_db_connection, settle_delay
+from payments.tasks import refund_settle_task
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,6 @@ def refund_settle_due(*, limit: int = 500) -> int:
 
 
 def _queue_settle(refund_id: str, *, countdown: int) -> None:
-    from payments.tasks import refund_settle_task
 
     try:
         # One try, bounded by the broker's socket timeouts; the sweep is the retry.

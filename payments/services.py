@@ -33,6 +33,7 @@ from payments.models import (
 )
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome, create_outcome, intent_outcome
+from payments.tasks import payment_settle_task
 
 logger = logging.getLogger(__name__)
 
@@ -368,7 +369,6 @@ def settle_delay(*, settle_count: int) -> int:
 
 
 def _schedule_settle(payment_id: str, delay: int) -> None:
-    from payments.tasks import payment_settle_task
 
     try:
         # One try, bounded by the broker's socket timeouts; the sweep is the retry.

@@ -6,7 +6,6 @@ from __future__ import annotations
 from celery import shared_task
 
 from config import ticks
-from payments import refunds, retention, services
 
 CLAIM_RETRIES = 3
 SWEEP_SCOPE = "payments:sweep"  # its claims: payops:payments:sweep:tick:<epoch s>
@@ -16,6 +15,8 @@ PRUNE_SCOPE = "payments:prune"
 @shared_task(name="payments.tasks.payment_settle_task", bind=True, ignore_result=True, acks_late=True,
              max_retries=CLAIM_RETRIES)
 def payment_settle_task(self, payment_id: str) -> None:
+    from payments import services
+
     payment = services.payment_settle(payment_id=payment_id)
     if payment.status == "processing":
         # Another send holds the claim, or a worker killed mid-call left it (this may be that
@@ -25,7 +26,9 @@ def payment_settle_task(self, payment_id: str) -> None:
 
 @shared_task(name="payments.tasks.refund_settle_task", ignore_result=True, acks_late=True)
 def refund_settle_task(refund_id: str) -> None:
-    refunds.refund_settle(refund_id=refund_id)
+    from payments.refunds import refund_settle
+
+    refund_settle(refund_id=refund_id)
 
 
 @shared_task(name="payments.tasks.payment_settle_sweep", bind=True, ignore_result=True)
@@ -33,7 +36,9 @@ def payment_settle_sweep(self) -> dict[str, int]:
     """Beat's sweep runs once per tick (a second beat's copy is skipped); a sweep sent by hand always runs."""
     if not ticks.once_per_tick(self.request, scope=SWEEP_SCOPE):
         return {"queued": 0, "expired": 0}
-    return services.payment_settle_due()
+    from payments.services import payment_settle_due
+
+    return payment_settle_due()
 
 
 @shared_task(name="payments.tasks.idempotency_records_prune", bind=True, ignore_result=True)
@@ -41,4 +46,6 @@ def idempotency_records_prune(self) -> int:
     """Daily: idempotency records past their replay window, once per tick."""
     if not ticks.once_per_tick(self.request, scope=PRUNE_SCOPE):
         return 0
+    from payments import retention
+
     return retention.idempotency_records_prune()

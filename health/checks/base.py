@@ -106,7 +106,7 @@ def fleet_view() -> tuple[list[dict[str, Any]], bool]:
     process's own view is known."""
     global _view
     from health.selectors import fleet_pool_stats
-    from health.services import pool_stats_collect
+    from health.services.publishing import pool_stats_collect
 
     with _view_lock:
         if _view is not None and time.monotonic() - _view[0] < VIEW_REUSE:

@@ -11,7 +11,7 @@ class GatewayCheck(Check):
     name = "gateway"
 
     def measure(self) -> Reading:
-        from health.services import breaker_open_finding
+        from health.services.breaker_alerts import breaker_open_finding
         from payments.gateway import get_gateway
         from payments.gateway.errors import GatewayCredentialsRefused, GatewayError
 

@@ -18,9 +18,9 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from config.redis import get_redis
-from health import services as health_services
 from health.console import drills
 from health.console.selectors import PROGRESS_KEY, drill_progress
+from health.console.tasks import DRILL_TIME_LIMIT, drill_run
 from health.models import (
     ACTIVE_ALERT_STATUSES,
     Alert,
@@ -30,10 +30,10 @@ from health.models import (
     DrillStatus,
     Silence,
 )
+from health.services.alerts import alert_acknowledge, alert_resolve, alert_silence
 
 logger = logging.getLogger(__name__)
 
-DRILL_TIME_LIMIT = 90  # s a drill may run (the task's soft time limit)
 DRILL_QUEUE_WAIT = 120  # s a drill may wait for a worker before it counts as abandoned
 PROGRESS_TTL = 3600  # s
 
@@ -65,7 +65,7 @@ def alerts_acknowledge(*, alerts: Iterable[Alert], by: User, note: str) -> Actio
         if alert.status != "open":
             report.skipped.append((alert, f"already {alert.status}"))
             continue
-        alert = health_services.alert_acknowledge(alert=alert, by=by, note=note)
+        alert = alert_acknowledge(alert=alert, by=by, note=note)
         audit_log(by=by, obj=alert, message=f"Acknowledged: {note}")
         report.done.append(alert)
     return report
@@ -78,7 +78,7 @@ def alerts_resolve(*, alerts: Iterable[Alert], by: User, note: str) -> ActionRep
         if alert.status not in ACTIVE_ALERT_STATUSES:
             report.skipped.append((alert, "already resolved"))
             continue
-        alert = health_services.alert_resolve(alert=alert, by=by, note=note)
+        alert = alert_resolve(alert=alert, by=by, note=note)
         audit_log(by=by, obj=alert, message=f"Resolved: {note}")
         report.done.append(alert)
     return report
@@ -94,7 +94,7 @@ def alerts_silence(*, alerts: Iterable[Alert], by: User, reason: str, duration: 
     for alert in alerts:
         key = (alert.component, alert.condition)
         if key not in made:
-            made[key] = health_services.alert_silence(by=by, reason=reason, ends_at=now + duration,
+            made[key] = alert_silence(by=by, reason=reason, ends_at=now + duration,
                                                       component=alert.component, condition=alert.condition,
                                                       starts_at=now)
             report.silences.append(made[key])
@@ -181,7 +181,6 @@ def drill_start(*, kind: str, params: dict[str, Any], by: User) -> DrillRun:
             audit_log(by=by, obj=run, flag=ADDITION,
                       message=f"Started {run.get_kind_display()} "
                               f"({', '.join(f'{k}={v}' for k, v in params.items()) or 'no parameters'})")
-            from health.console.tasks import drill_run
 
             drill_run.delay_on_commit(run.pk)
     except IntegrityError:

@@ -22,6 +22,7 @@ from payments.models import GatewayEvent, GatewayEventStatus
 from payments.webhooks import selectors
 from payments.webhooks.refusals import refusal_count
 from payments.webhooks.signature import SignatureRefused, signature_verify
+from payments.webhooks.tasks import gateway_event_process_task
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,6 @@ def gateway_event_receive(*, payload: bytes, signature: str | None) -> Receipt:
 
 
 def _queue(pk: int) -> None:
-    from payments.webhooks.tasks import gateway_event_process_task
 
     try:
         # One try, bounded by the broker's socket timeouts: the gateway is waiting for our

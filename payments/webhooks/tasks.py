@@ -6,14 +6,15 @@ from __future__ import annotations
 from celery import shared_task
 
 from config import ticks
-from payments.webhooks import services
 
 SWEEP_SCOPE = "payments:gateway-events"  # its claims: payops:payments:gateway-events:tick:<epoch s>
 
 
 @shared_task(name="payments.webhooks.tasks.gateway_event_process_task", ignore_result=True, acks_late=True)
 def gateway_event_process_task(pk: int) -> None:
-    services.gateway_event_process(pk=pk)
+    from payments.webhooks.services import gateway_event_process
+
+    gateway_event_process(pk=pk)
 
 
 @shared_task(name="payments.webhooks.tasks.gateway_event_sweep", bind=True, ignore_result=True)
@@ -21,4 +22,6 @@ def gateway_event_sweep(self) -> int:
     """Beat's sweep runs once per tick (a second beat's copy is skipped); one sent by hand always runs."""
     if not ticks.once_per_tick(self.request, scope=SWEEP_SCOPE):
         return 0
-    return services.gateway_event_queue_due()
+    from payments.webhooks.services import gateway_event_queue_due
+
+    return gateway_event_queue_due()

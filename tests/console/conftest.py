@@ -11,7 +11,7 @@ from django.utils import timezone
 from config.redis import get_redis
 from health.checks.base import Problem, Reading
 from health.models import SEVERITY_RANK, Alert, HealthCheckRun
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from tests.health.conftest import StubCheck
 from tests.support.processes import celery_worker
 

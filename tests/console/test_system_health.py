@@ -173,7 +173,7 @@ def fleet_of_one(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
 def test_the_payments_section_shows_the_runs_figures_against_the_read_timeout(client, make_user, gateway,
                                                                               fleet_of_one) -> None:  # type: ignore[no-untyped-def]
     from health.checks import PaymentsCheck
-    from health.services import health_check_run
+    from health.services.runs import health_check_run
     from payments.figures import figures_reset
     from tests.payments.factories import Api, make_client
     from tests.support.figures import pay_counted

@@ -13,14 +13,9 @@ from django.utils import timezone
 
 from health.checks.base import Problem, Reading
 from health.models import Alert, AlertNotification, HealthCheckRun
-from health.services import (
-    alert_acknowledge,
-    alert_from_breaker_transition,
-    alert_raise,
-    alert_resolve,
-    alert_silence,
-    health_check_run,
-)
+from health.services.alerts import alert_acknowledge, alert_raise, alert_resolve, alert_silence
+from health.services.breaker_alerts import alert_from_breaker_transition
+from health.services.runs import health_check_run
 from payments.gateway.breaker import BreakerSnapshot
 from tests.health.conftest import StubCheck
 from tests.support.processes import wait_until

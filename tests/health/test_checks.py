@@ -24,7 +24,7 @@ from health.checks import (
 from health.fleet import process_id
 from health.models import Alert
 from health.selectors import fleet_pool_stats
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from payments.gateway import get_gateway
 from payments.models import Payment
 from tests.payments.factories import make_client

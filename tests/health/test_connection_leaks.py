@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from config.postgres import leaks
 from health.models import Alert
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from tests.health.conftest import other_web_doc
 from tests.support.processes import gunicorn
 

@@ -14,12 +14,13 @@ import requests
 from django.db import connections
 
 from config.redis import get_redis
-from health import fleet
+from health import fleet, publisher
 from health.checks import DatabaseCheck
 from health.fleet import CounterHistory
 from health.models import Alert
 from health.selectors import fleet_pool_stats
-from health.services import health_check_run, pool_stats_collect, pool_stats_publish
+from health.services.publishing import pool_stats_collect, pool_stats_publish
+from health.services.runs import health_check_run
 from tests.health.conftest import other_web_doc
 from tests.support.processes import ROOT, gunicorn, service_env
 
@@ -63,7 +64,8 @@ def test_publishing_never_binds_the_database_pool_before_the_process_uses_it() -
         "from health import fleet",
         "Client(HTTP_HOST='localhost').get('/health/live')",
         "time.sleep(0.5)",
-        "assert fleet._started",
+        "from health import publisher",
+        "assert publisher._started",
         "connection.settings_dict['NAME'] = 'postgres'  # what the test runner does",
         "with connection.cursor() as cursor:",
         "    cursor.execute('SELECT current_database()')",
@@ -89,7 +91,7 @@ def test_requests_never_publish_on_their_own_path(client, monkeypatch) -> None:
     monkeypatch.setattr(fleet, "write", lambda doc, **kw: writes.append(doc))
     for _ in range(100):
         assert client.get("/health/live").status_code == 200
-    assert fleet._started  # the first request started this process's publisher thread
+    assert publisher._started  # the first request started this process's publisher thread
     assert len(writes) <= 1  # at most one timed publication happened during the burst
 
 

@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from health.checks import GatewayCheck, PaymentsCheck
 from health.fleet import process_id
-from health.services import alert_raise, health_check_run
+from health.services.alerts import alert_raise
+from health.services.runs import health_check_run
 from payments.figures import figures_reset, record_payment_outcome
 from tests.payments.factories import Api, make_client
 from tests.support.figures import pay_counted

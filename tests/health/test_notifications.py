@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from health.checks.base import Problem, Reading
 from health.models import Alert, AlertNotification
-from health.services import alert_resolve, alert_silence, alert_silence_end, health_check_run
+from health.services.alerts import alert_resolve, alert_silence, alert_silence_end
+from health.services.runs import health_check_run
 from tests.health.conftest import StubCheck
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -176,7 +177,7 @@ def test_a_notification_whose_task_was_lost_is_sent_by_a_later_health_run_once(c
 
 
 def test_a_notification_another_sender_holds_is_not_sent_twice(channels, mailoutbox) -> None:
-    from health.services import alert_notification_send
+    from health.services.notifications import alert_notification_send
 
     notification = _lost_notification(minutes_ago=3)
     AlertNotification.objects.filter(pk=notification.pk).update(

@@ -12,7 +12,7 @@ import pytest
 from health.checks import PaymentsCheck
 from health.checks.base import Level, Reading
 from health.models import Alert
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from payments.figures import figures_reset, record_payment_outcome
 from tests.health.conftest import StubCheck
 from tests.payments.factories import Api, make_client

@@ -15,7 +15,7 @@ import requests
 from health.checks import PaymentsCheck
 from health.fleet import process_id
 from health.payment_figures import histogram_quantile
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from payments.figures import figures_reset, latency_buckets, record_payment_outcome, record_refund_outcome
 from tests.health.conftest import other_web_doc
 from tests.payments.factories import Api, make_client

@@ -15,7 +15,7 @@ import pytest
 from config import ticks
 from config.redis import get_redis
 from health.models import ComponentSnapshot, HealthCheckRun
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from health.tasks import _backoff
 from health.tasks import health_check_run as health_check_task
 from health.tasks import health_history_prune as prune_task

@@ -19,7 +19,7 @@ from config.redis import get_redis
 from health.checks import default_checks
 from health.checks.base import Reading
 from health.models import Alert, ComponentSnapshot, HealthCheckRun
-from health.services import health_check_run, health_history_prune
+from health.services.runs import health_check_run, health_history_prune
 from tests.health.conftest import StubCheck
 from tests.support.processes import BIN, ROOT, _stop, service_env, wait_until
 

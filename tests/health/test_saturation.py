@@ -11,7 +11,7 @@ import requests
 
 from health.checks import DatabaseCheck
 from health.models import Alert
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from tests.health.conftest import other_web_doc
 from tests.support.processes import gunicorn
 

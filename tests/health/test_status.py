@@ -11,7 +11,9 @@ from django.utils import timezone
 from health.checks.base import Problem, Reading
 from health.models import Alert, HealthCheckRun
 from health.selectors import health_staleness
-from health.services import alert_silence, health_check_run, health_stale_alert
+from health.services.alerts import alert_silence
+from health.services.runs import health_check_run
+from health.services.switch import health_stale_alert
 from tests.health.conftest import StubCheck
 
 pytestmark = pytest.mark.django_db(transaction=True)

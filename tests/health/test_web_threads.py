@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from health.checks import WebThreadsCheck
 from health.models import Alert
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from tests.console.conftest import ensure_groups
 from tests.console.test_system_health import card
 from tests.health.conftest import other_web_doc

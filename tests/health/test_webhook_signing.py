@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from health.services import health_check_run
+from health.services.runs import health_check_run
 from health.signing import webhook_signed
 from tests.health.test_notifications import redis_down
 
