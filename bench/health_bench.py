@@ -211,7 +211,7 @@ def measure_publishing(args: argparse.Namespace) -> dict:
     from health import apps as health_apps
     from health.publisher import ensure_publisher
     from health.services.publishing import pool_stats_collect, pool_stats_publish
-    from payments.services import api_key_create
+    from payments.services.api_keys import api_key_create
 
     ensure_publisher()
     n = 200_000

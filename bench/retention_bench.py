@@ -72,7 +72,7 @@ def main() -> None:
     from django.db import connection
 
     from payments.retention import idempotency_records_prune
-    from payments.services import api_key_create
+    from payments.services.api_keys import api_key_create
 
     call_command("migrate", verbosity=0)
     client, _ = api_key_create(name="bench")

@@ -14,11 +14,19 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 
-from payments import refunds, services
 from payments.forms import RefundForm, SettleForm
 from payments.models import SETTLED_BY_HAND, ApiClient, Payment, PaymentAttempt, Refund
 from payments.money import money_format
 from payments.selectors import payment_unknown_summary, refund_unknown_summary, with_display
+from payments.services import refunds
+from payments.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
+from payments.services.settlement import (
+    SETTLED_BY_ASKING,
+    SettleRefused,
+    payment_intent_read,
+    payment_settle,
+    payment_settle_by_hand,
+)
 
 
 class CurrencyFilter(admin.SimpleListFilter):
@@ -91,8 +99,8 @@ class PaymentAdmin(admin.ModelAdmin):
     @admin.action(description="Settle now (ask the gateway)", permissions=["change"])
     def settle_now(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         settled = 0
-        for payment in queryset.filter(status__in=services.SETTLED_BY_ASKING)[:100]:
-            result = services.payment_settle(payment_id=payment.id)
+        for payment in queryset.filter(status__in=SETTLED_BY_ASKING)[:100]:
+            result = payment_settle(payment_id=payment.id)
             # The admin's own log is the audit trail: who asked, when, and what came of it.
             self.log_change(request, payment, f"Settle now: {payment.status} -> {result.status}")
             if result.status != payment.status:
@@ -118,13 +126,13 @@ class PaymentAdmin(admin.ModelAdmin):
             try:
                 if "apply" in request.POST:
                     before = payment.status
-                    settled = services.payment_settle_by_hand(payment_id=payment.pk, gateway_id=gateway_id)
+                    settled = payment_settle_by_hand(payment_id=payment.pk, gateway_id=gateway_id)
                     self.log_change(request, settled, f"Settled by hand from intent {gateway_id}: {before} -> "
                                                       f"{settled.status}. Note: {form.cleaned_data['note']}")
                     self.message_user(request, f"{settled.id} is now {settled.status}.", messages.SUCCESS)
                     return HttpResponseRedirect(reverse("admin:payments_payment_change", args=[payment.pk]))
-                preview = services.payment_intent_read(payment=payment, gateway_id=gateway_id)
-            except services.SettleRefused as exc:
+                preview = payment_intent_read(payment=payment, gateway_id=gateway_id)
+            except SettleRefused as exc:
                 problem = str(exc)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "original": payment,
                    "title": f"Settle {payment.id} by hand", "form": form, "preview": preview, "problem": problem}
@@ -214,7 +222,7 @@ class ApiClientAdmin(admin.ModelAdmin):
         if change:
             obj.save(update_fields=["name"])
             return
-        client, raw_key = services.api_key_create(name=obj.name, created_by=request.user)
+        client, raw_key = api_key_create(name=obj.name, created_by=request.user)
         obj.pk, obj.prefix = client.pk, client.prefix
         request._new_api_keys = [(client, raw_key)]  # type: ignore[attr-defined]  # for response_add, this request only
 
@@ -226,7 +234,7 @@ class ApiClientAdmin(admin.ModelAdmin):
         rotated = []
         for client in queryset.order_by("name"):
             old_prefix = client.prefix
-            rotated.append((client, services.api_key_rotate(client=client)))
+            rotated.append((client, api_key_rotate(client=client)))
             self.log_change(request, client, f"Rotated the API key (old prefix {old_prefix}, new {client.prefix})")
         return self._new_keys_page(request, rotated, f"{len(rotated)} key(s) rotated; the old ones no longer work.")
 
@@ -244,6 +252,6 @@ class ApiClientAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
         for client in queryset.filter(is_active=True):
-            services.api_key_revoke(client=client)
+            api_key_revoke(client=client)
             self.log_change(request, client, "Revoked the API key")
         self.message_user(request, "Revoked.", messages.SUCCESS)

@@ -15,18 +15,18 @@ PRUNE_SCOPE = "payments:prune"
 @shared_task(name="payments.tasks.payment_settle_task", bind=True, ignore_result=True, acks_late=True,
              max_retries=CLAIM_RETRIES)
 def payment_settle_task(self, payment_id: str) -> None:
-    from payments import services
+    from payments.services.settlement import payment_claim_free_in, payment_settle
 
-    payment = services.payment_settle(payment_id=payment_id)
+    payment = payment_settle(payment_id=payment_id)
     if payment.status == "processing":
         # Another send holds the claim, or a worker killed mid-call left it (this may be that
         # very message, redelivered): look again once the claim is stale. The sweep covers the rest.
-        raise self.retry(countdown=services.payment_claim_free_in(payment=payment) + 1)
+        raise self.retry(countdown=payment_claim_free_in(payment=payment) + 1)
 
 
 @shared_task(name="payments.tasks.refund_settle_task", ignore_result=True, acks_late=True)
 def refund_settle_task(refund_id: str) -> None:
-    from payments.refunds import refund_settle
+    from payments.services.refunds import refund_settle
 
     refund_settle(refund_id=refund_id)
 
@@ -36,7 +36,7 @@ def payment_settle_sweep(self) -> dict[str, int]:
     """Beat's sweep runs once per tick (a second beat's copy is skipped); a sweep sent by hand always runs."""
     if not ticks.once_per_tick(self.request, scope=SWEEP_SCOPE):
         return {"queued": 0, "expired": 0}
-    from payments.services import payment_settle_due
+    from payments.services.settlement import payment_settle_due
 
     return payment_settle_due()
 

@@ -25,7 +25,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from payments.models import IdempotencyRecord, Payment, PaymentAttempt, Refund
-from payments.services import api_key_create
+from payments.services.api_keys import api_key_create
 from health.models import Alert, AlertNotification, BreakerOverride, ComponentSnapshot, DrillRun, HealthCheckRun, Silence
 now = timezone.now()
 user = get_user_model().objects.create_user("rollback-ops", password="x", is_staff=True)

@@ -345,7 +345,7 @@ def script_api_key(database: str, redis_db: int = SCRIPT_REDIS_DB) -> str:
     """A script's set-up: its own database, Django pointed at it, and a fresh API key."""
     prepare_database(database)
     setup_django_for_script(database, redis_db)
-    from payments.services import api_key_create
+    from payments.services.api_keys import api_key_create
 
     _, api_key = api_key_create(name=f"fleet-{new_key()[:8]}")
     return api_key

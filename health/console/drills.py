@@ -224,9 +224,12 @@ def payment_timeout(*, timeouts: int, amount: int, progress: Progress) -> dict[s
     than PAYMENT_TIMEOUT for its first `timeouts` tries: the retries keep the idempotency key,
     the outcome is recorded `unknown` when every try timed out, and settlement then asks the
     gateway and finds the charge (no second one)."""
-    from payments import services as payment_services
     from payments.gateway import get_gateway
     from payments.models import ApiClient, Payment, PaymentAttempt
+    from payments.services.api_keys import api_key_create
+    from payments.services.idempotency import idempotency_claim, idempotency_release
+    from payments.services.settlement import payment_settle
+    from payments.services.submit import payment_create, payment_submit
 
     refusal = payment_timeout_refusal()
     if refusal:
@@ -239,7 +242,7 @@ def payment_timeout(*, timeouts: int, amount: int, progress: Progress) -> dict[s
     progress(0, 4, "injecting the slow answers at the sandbox")
     client = ApiClient.objects.filter(name="console-drills").first()
     if client is None:
-        client, _ = payment_services.api_key_create(name="console-drills")  # the key is never needed
+        client, _ = api_key_create(name="console-drills")  # the key is never needed
     with requests.Session() as control:
         control.trust_env = False
         rule = control.post(f"{base}/_sandbox/faults", timeout=SANDBOX_TIMEOUT, json={
@@ -251,15 +254,15 @@ def payment_timeout(*, timeouts: int, amount: int, progress: Progress) -> dict[s
         try:
             progress(1, 4, f"paying: every try waits up to {settings.PAYMENT_TIMEOUT:.1f} s")
             key = f"drill-{uuid.uuid4().hex}"
-            record = payment_services.idempotency_claim(client=client, key=key, endpoint="payments",
+            record = idempotency_claim(client=client, key=key, endpoint="payments",
                                                         request_hash=key).record
-            payment = payment_services.payment_create(
+            payment = payment_create(
                 client=client, record=record, amount=amount, currency="usd", payment_method="pm_card_visa",
                 reference=f"console drill {key[-8:]}", metadata={"drill": "payment_timeout"},
             )
-            payment_services.idempotency_release(record=record)
+            idempotency_release(record=record)
             clock = time.perf_counter()
-            submitted = payment_services.payment_submit(payment_id=payment.id)
+            submitted = payment_submit(payment_id=payment.id)
             submit_ms = round((time.perf_counter() - clock) * 1000, 1)
         finally:
             left = control.get(f"{base}/_sandbox/faults", timeout=SANDBOX_TIMEOUT).json().get("faults", [])
@@ -271,7 +274,7 @@ def payment_timeout(*, timeouts: int, amount: int, progress: Progress) -> dict[s
     settled = None
     if submitted.status in ("unknown", "processing"):
         progress(3, 4, "settling: asking the gateway what happened")
-        settled = payment_services.payment_settle(payment_id=payment.id)
+        settled = payment_settle(payment_id=payment.id)
     final = Payment.objects.get(pk=payment.id)
     progress(4, 4, f"final status: {final.status}")
     return {

@@ -24,14 +24,20 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from config.redis import get_redis
-from payments import services
 from payments.models import ApiClient
+from payments.services.api_keys import (
+    LAST_USED_RESOLUTION,
+    api_client_touch,
+    api_client_verify,
+    api_key_prefix,
+    hash_key,
+)
 
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "payops:apikeys:generation"
 MAX_AGE = 60.0  # s
-LAST_USED_EVERY = services.LAST_USED_RESOLUTION.total_seconds()
+LAST_USED_EVERY = LAST_USED_RESOLUTION.total_seconds()
 
 
 @dataclass
@@ -57,16 +63,16 @@ _seen: str | None = None  # the last generation this process was told
 
 def authenticate(raw_key: str) -> Verified | None:
     """The key's client if the key is valid, from this process's cache when it has it."""
-    prefix = services.api_key_prefix(raw_key)
+    prefix = api_key_prefix(raw_key)
     if prefix is None:
         return None
-    key_hash = services.hash_key(raw_key)
+    key_hash = hash_key(raw_key)
     entry = _entries.get(prefix)
     now = time.monotonic()
     if entry is not None and now - entry.found_at < MAX_AGE and hmac.compare_digest(entry.key_hash, key_hash):
         if now - entry.touched_at > LAST_USED_EVERY:
             entry.touched_at = now
-            services.api_client_touch(client=entry.client, now=timezone.now())
+            api_client_touch(client=entry.client, now=timezone.now())
         return Verified(entry.client, prefix, key_hash, entry.generation)
     return _from_database(prefix, key_hash, tag=_seen)
 
@@ -92,7 +98,7 @@ def confirm(verified: Verified, generation: str | None) -> ApiClient | None:
 def _from_database(prefix: str, key_hash: str, *, tag: str | None) -> Verified | None:
     # `tag` is a generation seen before this read: a change committed after the read replaces
     # the token, so the entry cannot outlive it.
-    client = services.api_client_verify(prefix=prefix, key_hash=key_hash)
+    client = api_client_verify(prefix=prefix, key_hash=key_hash)
     if client is None:
         _entries.pop(prefix, None)
         return None

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from config import queueing
 from config.errors import error_response
 from config.postgres.failures import classify_db_error
-from payments import refunds, selectors, services
+from payments import selectors
 from payments.api import keycache
 from payments.api.ratelimit import rate_limit_check
 from payments.api.serializers import payment_to_dict, refund_to_dict
@@ -32,6 +32,9 @@ from payments.api.validation import (
     request_hash,
 )
 from payments.models import UNSETTLED_STATUSES, ApiClient, IdempotencyRecord, Payment, PaymentStatus
+from payments.services import refunds
+from payments.services.idempotency import idempotency_claim, idempotency_release
+from payments.services.submit import payment_create, payment_open, payment_submit
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
     key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     digest = request_hash(data)
     try:
-        claim = services.idempotency_claim(
+        claim = idempotency_claim(
             client=client, key=key, endpoint=endpoint, request_hash=digest,
             open_first=(lambda lease: open_first(key, digest, endpoint, lease)) if open_first is not None else None)
     except IntegrityError as exc:
@@ -125,12 +128,12 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
         # With the database exhausted or away, releasing would wait for the pool once more
         # and only delay the 503; the lease runs out by itself.
         if classify_db_error(exc) is None:
-            services.idempotency_release(record=claim.record)
+            idempotency_release(record=claim.record)
         if isinstance(exc, IntegrityError):
             _refuse_an_expired_key(exc)
         raise
     if claim.record.locked_until is not None:  # not already released with the payment's first answer
-        services.idempotency_release(record=claim.record, status=status if final else None,
+        idempotency_release(record=claim.record, status=status if final else None,
                                      body=body if final else None)
     if status == 503:
         return _unavailable(body["error"]["code"], body["error"]["message"], body.pop("_retry_after", None))
@@ -161,7 +164,7 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
     opened: list[Payment] = []
 
     def open_first(key: str, digest: str, endpoint: str, lease: datetime) -> IdempotencyRecord:
-        payment, record = services.payment_open(client=client, idempotency_key=key, request_hash=digest,
+        payment, record = payment_open(client=client, idempotency_key=key, request_hash=digest,
                                                 endpoint=endpoint, lease=lease, **payment_request.__dict__)
         opened.append(payment)
         return record
@@ -170,8 +173,8 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
         # A first request opened its payment with the claim. A repeat whose claim was rolled
         # back (the key existed) takes the record's payment after an expired lease instead.
         fresh = opened[-1] if opened and opened[-1].id == record.resource_id else None
-        payment = fresh or services.payment_create(client=client, record=record, **payment_request.__dict__)
-        payment = services.payment_submit(payment_id=payment.id, opened=fresh,
+        payment = fresh or payment_create(client=client, record=record, **payment_request.__dict__)
+        payment = payment_submit(payment_id=payment.id, opened=fresh,
                                           release=(record, _fresh_payment_answer) if fresh else None)
         if record.locked_until is None and record.response_status is not None:
             return record.response_status, record.response_body, True  # kept with the payment's write

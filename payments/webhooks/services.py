@@ -16,9 +16,9 @@ from django.db import DataError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from payments import refunds as refund_services
-from payments import services as payment_services
 from payments.models import GatewayEvent, GatewayEventStatus
+from payments.services import refunds as refund_services
+from payments.services.settlement import payment_reconcile
 from payments.webhooks import selectors
 from payments.webhooks.refusals import refusal_count
 from payments.webhooks.signature import SignatureRefused, signature_verify
@@ -215,7 +215,7 @@ def _payment_intent_event(intent: dict[str, Any]) -> tuple[str, str]:
         return E.IGNORED, f"unknown intent {intent_id}: none of our payments"
     # The event says what was true when it was sent; events come late, twice and out of order,
     # so the gateway is asked for the intent as it is now, and a final payment stays final.
-    after = payment_services.payment_reconcile(payment_id=payment.id, gateway_id=intent_id)
+    after = payment_reconcile(payment_id=payment.id, gateway_id=intent_id)
     return E.PROCESSED, f"payment {payment.id}: {payment.status} -> {after.status}"
 
 

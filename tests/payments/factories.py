@@ -8,7 +8,7 @@ from typing import Any
 from django.test import Client
 
 from payments.models import ApiClient
-from payments.services import api_key_create
+from payments.services.api_keys import api_key_create
 
 # Every raw key the suite created: the final scan proves none was stored or logged.
 ISSUED_KEYS: list[str] = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from payments import services
 from payments.models import IdempotencyRecord, Payment
+from payments.services.idempotency import idempotency_release
 from tests.payments.factories import Api, make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,7 +59,7 @@ def test_same_key_same_body_replays_the_first_answer(api: Api, gateway) -> None:
 def test_a_late_lease_end_keeps_the_answer_another_request_kept(api: Api) -> None:
     first = api.pay(idempotency_key="order-44")
     record = IdempotencyRecord.objects.get(key="order-44")
-    services.idempotency_release(record=record)  # a request whose lease had run out, ending without an answer
+    idempotency_release(record=record)  # a request whose lease had run out, ending without an answer
     record.refresh_from_db()
     assert (record.response_status, record.response_body) == (201, first.json())
     assert api.pay(idempotency_key="order-44").json() == first.json()
@@ -174,7 +174,7 @@ def test_missing_idempotency_key_and_bad_auth(api: Api) -> None:
 
 
 def test_revoked_key_is_refused(gateway) -> None:
-    from payments.services import api_key_revoke
+    from payments.services.api_keys import api_key_revoke
 
     client, key = make_client()
     assert Api(key).pay().status_code == 201

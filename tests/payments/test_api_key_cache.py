@@ -8,7 +8,7 @@ import requests
 from config.redis import get_redis
 from payments.api import keycache
 from payments.models import ApiClient
-from payments.services import api_key_revoke, api_key_rotate
+from payments.services.api_keys import api_key_revoke, api_key_rotate
 from tests.payments.factories import Api, make_client
 from tests.support.processes import gunicorn
 

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from payments import services
 from payments.models import Payment
+from payments.services.settlement import payment_settle
 from tests.payments.factories import Api, make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,9 +51,9 @@ def test_authenticated_payment_succeeds_by_polling(gateway) -> None:
     _, key = make_client()
     body = _requires_action(gateway, key)
     # Asking before the customer acted changes nothing.
-    assert services.payment_settle(payment_id=body["id"]).status == "requires_action"
+    assert payment_settle(payment_id=body["id"]).status == "requires_action"
     authenticate(gateway, body, success=True)
-    payment = services.payment_settle(payment_id=body["id"])
+    payment = payment_settle(payment_id=body["id"])
     assert payment.status == "succeeded"
     detail = Api(key).get(f"/api/v1/payments/{body['id']}").json()
     assert (detail["status"], detail["next_action"]) == ("succeeded", None)
@@ -63,7 +63,7 @@ def test_failed_authentication_fails_the_payment(gateway) -> None:
     _, key = make_client()
     body = _requires_action(gateway, key)
     authenticate(gateway, body, success=False)
-    payment = services.payment_settle(payment_id=body["id"])
+    payment = payment_settle(payment_id=body["id"])
     assert (payment.status, payment.failure_code) == ("failed", "payment_intent_authentication_failure")
 
 
@@ -71,14 +71,14 @@ def test_abandoned_authentication_is_canceled_at_the_gateway(gateway, settings) 
     _, key = make_client()
     body = _requires_action(gateway, key)
     settings.PAYMENT_ACTION_EXPIRY = 0  # the customer never came back
-    payment = services.payment_settle(payment_id=body["id"])
+    payment = payment_settle(payment_id=body["id"])
     assert payment.status == "canceled"
     intents = gateway.intents_for("payment_id", body["id"])
     assert [i["status"] for i in intents] == ["canceled"]
     # A customer who authenticates after all cannot complete a canceled intent.
     with pytest.raises(requests.HTTPError):
         authenticate(gateway, body, success=True)
-    assert services.payment_settle(payment_id=body["id"]).status == "canceled"
+    assert payment_settle(payment_id=body["id"]).status == "canceled"
 
 
 def test_the_worker_follows_a_waiting_payment_to_its_end(gateway, worker) -> None:

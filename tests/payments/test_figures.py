@@ -92,7 +92,7 @@ def test_each_payment_is_counted_once_by_the_answer_its_client_got(api: Api, gat
     when its customer is done."""
     from django.conf import settings
 
-    from payments import services
+    from payments.services.settlement import payment_settle
     from tests.payments.test_customer_action import authenticate, tokenize
 
     api.pay()
@@ -103,10 +103,10 @@ def test_each_payment_is_counted_once_by_the_answer_its_client_got(api: Api, gat
     gateway.fault("lose_answer", count=settings.PAYMENT_RETRY_ATTEMPTS, method="POST",
                   path_prefix="/v1/payment_intents")
     lost = api.pay().json()
-    assert services.payment_settle(payment_id=lost["id"]).status == "succeeded"
+    assert payment_settle(payment_id=lost["id"]).status == "succeeded"
     waiting = api.pay(payment_method=tokenize(gateway)).json()
     authenticate(gateway, waiting, success=True)
-    assert services.payment_settle(payment_id=waiting["id"]).status == "succeeded"
+    assert payment_settle(payment_id=waiting["id"]).status == "succeeded"
     snapshot = figures_snapshot()
     assert snapshot["payments"] == {"succeeded": 3, "failed": 1, "shed": 1, "unknown": 1, "requires_action": 1}
     assert snapshot["declines"] == {"generic_decline": 1}

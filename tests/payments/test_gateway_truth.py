@@ -11,10 +11,10 @@ import uuid
 import pytest
 from django.conf import settings
 
-from payments import services
 from payments.gateway import build_breaker, get_gateway, reset_gateway
 from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.models import Payment
+from payments.services.settlement import payment_settle
 from tests.payments.factories import Api, make_client
 from tests.payments.test_faults import ON_CREATE, N, _burst, _check_ledger
 
@@ -86,7 +86,7 @@ def test_slow_gateway_409_while_the_first_try_runs_is_never_a_failure(gateway) -
     deadline = time.monotonic() + 15
     while payment.status == "unknown" and time.monotonic() < deadline:
         time.sleep(0.5)
-        payment = services.payment_settle(payment_id=payment.id)
+        payment = payment_settle(payment_id=payment.id)
     assert payment.status == "succeeded"
     assert [i["id"] for i in gateway.intents_for("payment_id", payment.id)] == [payment.gateway_id]
 
@@ -112,7 +112,7 @@ def test_a_resend_is_byte_identical_whatever_order_the_metadata_came_in(gateway)
     gateway.fault("reset_after", count=settings.PAYMENT_RETRY_ATTEMPTS, **ON_CREATE)
     response = Api(key).pay(metadata={"zeta": "1", "alpha": "2", "mid": "3"})
     assert response.status_code == 202
-    payment = services.payment_settle(payment_id=response.json()["id"])
+    payment = payment_settle(payment_id=response.json()["id"])
     assert (payment.status, payment.failure_code) == ("succeeded", "")
     assert gateway.stats()["replayed"] >= 1
     assert len(gateway.intents_for("payment_id", payment.id)) == 1
@@ -140,7 +140,7 @@ def test_settlement_asks_the_gateway_for_an_intent_it_knows(gateway) -> None:
     # As if the answer's write had been lost after the gateway charged: unknown, with its id.
     Payment.objects.filter(pk=body["id"]).update(status="unknown")
     before = gateway.stats()
-    payment = services.payment_settle(payment_id=body["id"])
+    payment = payment_settle(payment_id=body["id"])
     after = gateway.stats()
     assert payment.status == "succeeded"
     assert after["requests"] - before["requests"] == 1  # one GET, no re-send

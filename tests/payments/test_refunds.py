@@ -11,8 +11,8 @@ import requests
 from django.db import connection
 from django.test import Client
 
-from payments import refunds
 from payments.models import Payment, Refund
+from payments.services import refunds
 from tests.payments.factories import Api, make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from payments import services
 from payments.models import ApiClient, Payment
+from payments.services.api_keys import api_client_authenticate
+from payments.services.settlement import payment_settle, payment_settle_due
 from tests.payments.factories import Api, make_client
 from tests.support.processes import ROOT, service_env
 
@@ -26,7 +27,7 @@ def test_unknown_payment_is_settled_to_the_gateways_truth(gateway) -> None:
     assert response.status_code == 202
     payment = Payment.objects.get(pk=response.json()["id"])
     assert payment.status == "unknown" and payment.next_settle_at is not None
-    settled = services.payment_settle(payment_id=payment.id)
+    settled = payment_settle(payment_id=payment.id)
     assert settled.status == "succeeded"
     assert settled.settle_count == 1
     assert len(gateway.intents_for("payment_id", payment.id)) == 1
@@ -40,12 +41,12 @@ def test_still_unknown_backs_off(gateway, settings) -> None:
     gateway.fault("malformed", method="POST", path_prefix="/v1/payment_intents")  # until cleared
     payment = Payment.objects.get(pk=Api(key).pay().json()["id"])
     first_due = payment.next_settle_at
-    services.payment_settle(payment_id=payment.id)
+    payment_settle(payment_id=payment.id)
     payment.refresh_from_db()
     assert payment.status == "unknown"
     assert payment.next_settle_at > first_due
     gateway.clear()
-    assert services.payment_settle(payment_id=payment.id).status == "succeeded"
+    assert payment_settle(payment_id=payment.id).status == "succeeded"
     assert len(gateway.intents_for("payment_id", payment.id)) == 1
 
 
@@ -57,14 +58,14 @@ def test_sweep_settles_stale_processing_and_expires_never_sent(gateway, settings
     never = Payment.objects.create(client=client, idempotency_key="b", request_hash="x", amount=700, currency="usd",
                                    payment_method="pm_card_visa", status="pending")
     Payment.objects.filter(pk=never.pk).update(created=timezone.now() - timedelta(hours=1))
-    result = services.payment_settle_due()
+    result = payment_settle_due()
     assert result == {"queued": 1, "refunds_queued": 0, "expired": 1}
     never.refresh_from_db()
     assert never.status == "failed" and never.failure_code == "abandoned"
     # The queued settlement is what a worker runs; a worker of the session may already be on
     # it (then this call leaves it alone), so run it here until the payment is settled.
     deadline = time.monotonic() + 15
-    while services.payment_settle(payment_id=stuck.pk).status != "succeeded" and time.monotonic() < deadline:
+    while payment_settle(payment_id=stuck.pk).status != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.2)
     stuck.refresh_from_db()
     assert stuck.status == "succeeded"
@@ -79,7 +80,7 @@ def test_create_api_key_command_prints_the_key_once_and_stores_a_hash() -> None:
     assert raw_key.startswith("pok_")
     client = ApiClient.objects.get(name="shop-frontend")
     assert raw_key not in client.key_hash and len(client.key_hash) == 64
-    assert services.api_client_authenticate(raw_key=raw_key) == client
+    assert api_client_authenticate(raw_key=raw_key) == client
     again = subprocess.run([sys.executable, "manage.py", "create_api_key", "shop-frontend"], cwd=ROOT,
                            env=service_env(), capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and "exists" in again.stderr

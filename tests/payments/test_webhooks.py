@@ -21,9 +21,8 @@ from kombu.exceptions import OperationalError
 
 from config import ticks
 from config.redis import get_redis
-from payments import refunds as refund_services
-from payments import services as payment_services
 from payments.models import GatewayEvent, Payment, Refund
+from payments.services import refunds as refund_services
 from payments.webhooks import services
 from payments.webhooks.refusals import refusals_key
 from payments.webhooks.tasks import SWEEP_SCOPE, gateway_event_process_task, gateway_event_sweep
@@ -67,7 +66,7 @@ def reconciled(monkeypatch) -> list[dict[str, Any]]:  # type: ignore[no-untyped-
         Refund.objects.filter(pk=refund_id).update(status="succeeded")
         return Refund.objects.get(pk=refund_id)
 
-    monkeypatch.setattr(payment_services, "payment_reconcile", payment_reconcile)
+    monkeypatch.setattr(services, "payment_reconcile", payment_reconcile)
     monkeypatch.setattr(refund_services, "refund_reconcile", refund_reconcile)
     return calls
 
@@ -329,7 +328,7 @@ def test_a_failure_is_recorded_and_process_again_applies_it(queued, monkeypatch,
     def broken(**kwargs: Any) -> Payment:
         raise RuntimeError("the gateway's answer could not be read")
 
-    monkeypatch.setattr(payment_services, "payment_reconcile", broken)
+    monkeypatch.setattr(services, "payment_reconcile", broken)
     gateway_event_process_task.run(event.pk)
     event.refresh_from_db()
     assert event.status == "failed" and event.error == "RuntimeError: the gateway's answer could not be read"
@@ -339,7 +338,7 @@ def test_a_failure_is_recorded_and_process_again_applies_it(queued, monkeypatch,
         Payment.objects.filter(pk=payment_id).update(status="succeeded")
         return Payment.objects.get(pk=payment_id)
 
-    monkeypatch.setattr(payment_services, "payment_reconcile", fixed)
+    monkeypatch.setattr(services, "payment_reconcile", fixed)
     with django_capture_on_commit_callbacks(execute=True):
         again = services.gateway_event_requeue(pks=[event.pk])
     assert [e.pk for e in again] == [event.pk] and queued[-1] == event.pk
@@ -374,7 +373,7 @@ def test_concurrent_workers_apply_an_event_once(monkeypatch) -> None:  # type: i
         time.sleep(0.3)  # the other workers arrive while the gateway is being asked
         return Payment.objects.get(pk=payment_id)
 
-    monkeypatch.setattr(payment_services, "payment_reconcile", slow)
+    monkeypatch.setattr(services, "payment_reconcile", slow)
     start = threading.Barrier(4)
 
     def work() -> None:

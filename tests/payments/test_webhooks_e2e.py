@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from payments import services as payment_services
 from payments.models import GatewayEvent, Payment
+from payments.services import recording
 from payments.webhooks import services
 from sandbox.harness import SandboxStack
 from tests.logs.scan import find_secrets
@@ -39,7 +39,7 @@ def deliveries(gateway, worker, live_server, settings, monkeypatch) -> Iterator[
     """localstripe sends payment_intent.succeeded / payment_failed, signed with our secret, to
     the test's server; polling of waiting payments is off, so only an event can move them."""
     settings.PAYMENT_GATEWAY_WEBHOOK_SECRET = SECRET
-    monkeypatch.setattr(payment_services, "_schedule_settle_off_thread", lambda payment_id, delay: None)
+    monkeypatch.setattr(recording, "_schedule_settle_off_thread", lambda payment_id, delay: None)
     _register(gateway, f"{live_server.url}{URL}", ["payment_intent.succeeded", "payment_intent.payment_failed"])
     yield live_server.url
     # localstripe keeps webhooks across its data resets: nothing more goes to a server that is gone.
@@ -115,7 +115,7 @@ def test_an_event_that_arrives_late_and_out_of_order_never_moves_a_payment_backw
         gateway, settings, monkeypatch, client) -> None:  # type: ignore[no-untyped-def]
     """No delivery from localstripe here: the test sends the events itself, in the wrong order."""
     settings.PAYMENT_GATEWAY_WEBHOOK_SECRET = SECRET
-    monkeypatch.setattr(payment_services, "_schedule_settle_off_thread", lambda payment_id, delay: None)
+    monkeypatch.setattr(recording, "_schedule_settle_off_thread", lambda payment_id, delay: None)
     queued: list[int] = []
     monkeypatch.setattr(services, "_queue", queued.append)
     api, payment = _awaiting_customer(gateway)

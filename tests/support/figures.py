@@ -1,6 +1,6 @@
 """Payments through the API whose outcome the payment figures count exactly once.
 
-payments/services.py counts each payment's answer when its write commits; inside a test case's
+payments/services/recording.py counts each payment's answer when its write commits; inside a test case's
 transaction (no commit, so no on_commit callbacks) nothing is counted, and this helper counts
 the answer the API gave instead. Either way the tests' tallies hold."""
 

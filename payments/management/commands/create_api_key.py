@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from payments.models import ApiClient
-from payments.services import api_key_create
+from payments.services.api_keys import api_key_create
 
 
 class Command(BaseCommand):

@@ -29,7 +29,7 @@ from payments.models import (
 )
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome, refund_outcome
-from payments.services import _release_db_connection, settle_delay
+from payments.services.recording import _release_db_connection, settle_delay
 from payments.tasks import refund_settle_task
 
 logger = logging.getLogger(__name__)
