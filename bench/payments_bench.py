@@ -63,12 +63,8 @@ import stripe  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
 from bench.docs import cpu_model, replace_section  # noqa: E402
-from payments.gateway.breaker import (  # noqa: E402
-    BreakerConfig,
-    CircuitBreaker,
-    breaker_keys,
-    breaker_redis_factory,
-)
+from payments.gateway.breaker.policy import BreakerConfig, breaker_keys, breaker_redis_factory  # noqa: E402
+from payments.gateway.breaker.shared import CircuitBreaker  # noqa: E402
 from payments.gateway.client import GatewayClient, GatewayConfig  # noqa: E402
 from sandbox.harness import SandboxStack  # noqa: E402
 

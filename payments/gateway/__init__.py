@@ -9,7 +9,8 @@ from typing import Any
 
 from django.conf import settings
 
-from payments.gateway.breaker import BreakerConfig, CircuitBreaker, breaker_redis_factory
+from payments.gateway.breaker.policy import BreakerConfig, breaker_redis_factory
+from payments.gateway.breaker.shared import CircuitBreaker
 from payments.gateway.client import GatewayClient, GatewayConfig, GatewayResult
 from payments.gateway.limiter import ConcurrencyLimiter, LimiterConfig
 

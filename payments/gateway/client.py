@@ -25,7 +25,8 @@ from config import queueing
 from config.http.pools import AttemptRecord, InstrumentedAdapter, start_attempt_log, stop_attempt_log
 from payments.figures import record_gateway_call
 from payments.gateway import answers
-from payments.gateway.breaker import CircuitBreaker, CircuitOpenError
+from payments.gateway.breaker.policy import CircuitOpenError
+from payments.gateway.breaker.shared import CircuitBreaker
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
 from payments.gateway.limiter import ConcurrencyLimiter, signal_for
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline

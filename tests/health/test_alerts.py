@@ -16,7 +16,7 @@ from health.models import Alert, AlertNotification, HealthCheckRun
 from health.services.alerts import alert_acknowledge, alert_raise, alert_resolve, alert_silence
 from health.services.breaker_alerts import alert_from_breaker_transition
 from health.services.runs import health_check_run
-from payments.gateway.breaker import BreakerSnapshot
+from payments.gateway.breaker.policy import BreakerSnapshot
 from tests.health.conftest import StubCheck
 from tests.support.processes import wait_until
 

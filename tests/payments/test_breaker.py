@@ -29,16 +29,16 @@ from typing import Any
 import pytest
 import redis
 
-from payments.gateway.breaker import (
+from payments.gateway.breaker.policy import (
     BreakerConfig,
     BreakerSnapshot,
-    CircuitBreaker,
     CircuitOpenError,
     Permit,
     SharedStateUnavailable,
     breaker_keys,
     breaker_redis_factory,
 )
+from payments.gateway.breaker.shared import CircuitBreaker
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 LOGGER = "payments.gateway.breaker"
@@ -320,6 +320,27 @@ def test_open_fails_fast_without_calling(make) -> None:
     assert info.value.state == "open" and info.value.reason == "failure_rate"
     assert 29 < info.value.retry_after <= 30
     assert breaker.snapshot().retry_after == pytest.approx(info.value.retry_after, abs=0.5)
+
+
+def test_the_fleet_keeps_the_open_time_its_opener_chose(make) -> None:
+    # A process configured to open for 0.3 s (a worker, say) must not half-open a breaker that
+    # the process which opened it holds open for 30 s: the opener's decision is the fleet's.
+    rec = Recorder()
+    opener, _ = make(recorder=rec, minimum_calls=3, open_seconds=30, sync_interval=EXACT)
+    hasty, _ = make(recorder=rec, minimum_calls=3, open_seconds=0.3, sync_interval=EXACT)
+    fail(opener, 3)
+    time.sleep(0.4)
+    with pytest.raises(CircuitOpenError) as info:
+        hasty.before_call()
+    assert info.value.state == "open" and 29 < info.value.retry_after <= 30
+    assert hasty.snapshot().state == "open"
+    assert rec.pairs == [("closed", "open")]
+    # Opened by the hasty one, it is its 0.3 s that holds.
+    opener.reset()
+    fail(hasty, 3)
+    time.sleep(0.4)
+    permit = opener.before_call()
+    assert permit.probe
 
 
 def test_half_open_grants_one_probe_to_many_threads(make) -> None:

@@ -1,9 +1,10 @@
-"""The one Lua script behind the shared circuit breaker (see ``breaker.py``).
+"""The one Lua script behind the shared circuit breaker (payments/gateway/breaker/shared.py).
 
 Keys, all under ``payops:breaker:{<name>}:`` (the braces are a Redis Cluster hash tag, so
 the four keys of one breaker always share a slot and one script may touch them all):
 
 ``state``  hash   ``state`` closed|open|half_open (absent = closed), ``opened_at`` (ms),
+                  ``open_ms`` (how long its opener keeps it open: the fleet follows it),
                   ``reason`` (why it last changed), ``fstate`` (the forced state last
                   reported, so that the expiry of a force is reported exactly once).
                   TTL one day (longer while forced), refreshed on every change.
@@ -36,7 +37,7 @@ ARGV, kept short because redis-py packs every argument of every call:
 
 Answers: the short form ``{calls, failures, now_ms}`` when all is plain: the call is
 allowed, no probe, the circuit is closed and not forced, and no transition happened.
-Otherwise the 16-element array of ``_Reply`` in ``breaker.py``; a transition is reported in
+Otherwise the 16-element array of ``Reply`` (reply.py); a transition is reported in
 elements 8-10 by the one call that made it. A rejected force answers ``{'until_in_past', now}``.
 """
 
@@ -56,11 +57,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- Integers go to Redis as '%d' strings: how a Lua number is formatted differs by version.
 local function int(x) return string.format('%d', x) end
 
-local st = redis.call('HMGET', k_state, 'state', 'opened_at', 'fstate', 'reason')
+local st = redis.call('HMGET', k_state, 'state', 'opened_at', 'fstate', 'reason', 'open_ms')
 local state = st[1] or 'closed'
 local opened_at = tonumber(st[2]) or -1
 local mirror = st[3]
 local why = st[4] or ''
+-- How long the process that opened it decided it stays open: the whole fleet keeps that
+-- decision, whatever open time another process is configured with.
+local held_ms = tonumber(st[5]) or open_ms
 local f = redis.call('HMGET', k_force, 'state', 'reason', 'by', 'until')
 local forced = f[1]
 -- The effective state as last reported to Python; a transition is any change of it.
@@ -94,12 +98,13 @@ local function set_state(new, reason)
   why = reason
   if new == 'open' then
     opened_at = now
-    redis.call('HSET', k_state, 'state', new, 'opened_at', int(now), 'reason', reason)
+    held_ms = open_ms
+    redis.call('HSET', k_state, 'state', new, 'opened_at', int(now), 'reason', reason, 'open_ms', int(open_ms))
   else
     redis.call('HSET', k_state, 'state', new, 'reason', reason)
     if new == 'closed' then
       opened_at = -1
-      redis.call('HDEL', k_state, 'opened_at')
+      redis.call('HDEL', k_state, 'opened_at', 'open_ms')
     end
   end
   redis.call('PEXPIRE', k_state, int(ttl_ms))
@@ -126,7 +131,7 @@ end
 local function retry_now()
   if f[1] == 'open' then return tonumber(f[4]) - now end
   if f[1] then return 0 end
-  if state == 'open' then return opened_at + open_ms - now end
+  if state == 'open' then return opened_at + held_ms - now end
   if state == 'half_open' then return redis.call('PTTL', k_probe) end
   return 0
 end
@@ -213,7 +218,7 @@ if op == 'acquire' then
     return reply(1, 0, 0, 'closed', 'forced', calls, fails)
   end
   if state == 'open' then
-    local wait = opened_at + open_ms - now
+    local wait = opened_at + held_ms - now
     if wait > 0 then
       return reply(0, 0, wait, 'open', reason, calls, fails, why)
     end
