@@ -2,8 +2,6 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from payments.webhooks.views import gateway_webhook
-
 if settings.STAFF_OTP_REQUIRED:
     from django_otp.admin import OTPAdminSite
 
@@ -12,7 +10,7 @@ if settings.STAFF_OTP_REQUIRED:
 
 urlpatterns = [
     path("api/v1/", include("payments.api.urls")),
-    path("webhooks/gateway", gateway_webhook, name="gateway-webhook"),
+    path("webhooks/", include("payments.webhooks.urls")),
     path("health/", include("health.urls")),
     path("", include("health.metrics_urls")),
     path("admin/", admin.site.urls),
