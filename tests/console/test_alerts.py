@@ -137,7 +137,7 @@ def test_every_alert_condition_in_the_code_has_a_runbook_section() -> None:
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parents[2] / "health"
-    source = "\n".join(p.read_text() for p in [*root.glob("checks/*.py"), root / "services.py", root / "rules.py"])
+    source = "\n".join(p.read_text() for p in [*root.glob("checks/*.py"), *root.glob("services/*.py"), root / "rules.py"])
     conditions = set(re.findall(r'Problem\(\s*"(\w+)"', source)) | set(re.findall(r'condition="(\w+)"', source))
     conditions |= {"pool_utilisation", "server_connections", "memory", "log_queue", "thread_utilisation", "timeout",
                    "check_failed", "gateway_latency", "gateway_timeouts"}

@@ -1,6 +1,4 @@
-"""The operations console's health pages: alerts worked by severity, System Health, drills,
-the runbook, silences and notifications. Group permissions decide who sees and does what
-(see health/migrations/0003_console_groups.py); every change is an admin log entry."""
+"""The console's alerts: by severity, worked through acknowledge, resolve and silence actions."""
 
 from __future__ import annotations
 
@@ -17,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from health.admin.display import AlertStateFilter, ComponentFilter, badge
 from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import selectors as console_selectors
 from health.console import services as console_services
@@ -26,97 +25,8 @@ from health.console.charts import Series, line_chart
 from health.console.forms import AlertNoteForm, AlertSilenceForm
 from health.console.runbook import anchor_for, load_runbook
 from health.console.users import acting_user
-from health.models import Alert, AlertNotification, ComponentSnapshot, DrillRun, HealthCheckRun, Silence
-from health.services.alerts import alert_silence, alert_silence_end
+from health.models import Alert, ComponentSnapshot
 from payments.money import money_format
-
-
-def badge(kind: str, value: str, text: str | None = None) -> str:
-    """A coloured label that also says what it means in words, so colour is never the only signal."""
-    return format_html('<span class="console-badge console-{}-{}">{}</span>', kind, value,
-                       text or value.replace("_", " ").upper())
-
-
-class AlertStateFilter(admin.SimpleListFilter):
-    """Fixed choices (no SELECT DISTINCT over a large table), with "active" for open or acknowledged."""
-
-    title = "status"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("active", "Active (open or acknowledged)"), ("open", "Open"), ("acknowledged", "Acknowledged"),
-                ("resolved", "Resolved")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
-        if self.value() == "active":
-            return queryset.filter(status__in=["open", "acknowledged"])
-        if self.value() in ("open", "acknowledged", "resolved"):
-            return queryset.filter(status=self.value())
-        return queryset
-
-
-class ComponentFilter(admin.SimpleListFilter):
-    """The components a health run measures, without reading them from the (large) table."""
-
-    title = "component"
-    parameter_name = "component"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(name, name) for name in console_selectors.component_names()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(component=self.value()) if self.value() else queryset
-
-
-# --- Health runs and System Health ----------------------------------------------------------------
-@admin.register(HealthCheckRun)
-class HealthCheckRunAdmin(admin.ModelAdmin):
-    list_display = ("tick", "status_badge", "duration_ms", "ran_on")
-    list_filter = ("status",)
-    ordering = ("-tick",)
-    show_full_result_count = False  # millions of rows: no COUNT(*) per page
-    readonly_fields = ("tick", "started_at", "finished_at", "duration_ms", "status", "ran_on")
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: HealthCheckRun) -> str:
-        return badge("status", obj.status)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_urls(self) -> list[URLPattern]:
-        wrap = self.admin_site.admin_view
-        return [
-            path("system/", wrap(lambda r: views.system_health(r, model_admin=self)), name="health_system"),
-            path("system/live/", wrap(lambda r: views.system_health_live(r, model_admin=self)),
-                 name="health_system_live"),
-            path("system/breaker/", wrap(lambda r: views.breaker_override(r, model_admin=self)),
-                 name="health_breaker"),
-            *super().get_urls(),
-        ]
-
-
-@admin.register(ComponentSnapshot)
-class ComponentSnapshotAdmin(admin.ModelAdmin):
-    list_display = ("checked_at", "component", "status_badge", "utilisation_pct", "in_use", "maximum", "waiting",
-                    "latency_ms", "errors", "message")
-    list_filter = (ComponentFilter, "status")
-    ordering = ("-checked_at",)
-    raw_id_fields = ("run",)
-    show_full_result_count = False
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: ComponentSnapshot) -> str:
-        return badge("status", obj.status)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- Alerts -----------------------------------------------------------------------------------------
@@ -304,109 +214,3 @@ def _alert_chart(alert: Alert, snapshots: list[ComponentSnapshot]) -> Any:
                       start=points[0][0], end=points[-1][0], unit=unit, y_max=100.0 if has_util else None,
                       title=f"{alert.component} {'utilisation' if has_util else 'latency'} around this alert",
                       height=180)
-
-
-# --- Silences and notifications -----------------------------------------------------------------------
-@admin.register(Silence)
-class SilenceAdmin(admin.ModelAdmin):
-    list_display = ("component", "condition", "starts_at", "ends_at", "active", "reason", "created_by")
-    list_select_related = ("created_by",)
-    ordering = ("-ends_at",)
-    fields = ("component", "condition", "starts_at", "ends_at", "reason")
-    actions = ("end_now",)
-
-    @admin.display(description="active", boolean=True)
-    def active(self, obj: Silence) -> bool:
-        now = timezone.now()
-        return obj.starts_at <= now < obj.ends_at
-
-    def save_model(self, request: HttpRequest, obj: Silence, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        created = alert_silence(by=acting_user(request), reason=obj.reason, ends_at=obj.ends_at,
-                                         component=obj.component, condition=obj.condition, starts_at=obj.starts_at)
-        obj.pk = created.pk
-
-    @admin.action(description="End the selected silences now", permissions=["change"])
-    def end_now(self, request: HttpRequest, queryset: QuerySet[Silence]) -> None:
-        ended = [alert_silence_end(silence=s, by=acting_user(request))
-                 for s in queryset.filter(ends_at__gt=timezone.now())]
-        for silence in ended:
-            console_services.audit_log(by=acting_user(request), obj=silence, message="Ended early")
-        self.message_user(request, f"Ended {len(ended)} silence(s).", messages.SUCCESS)
-
-
-@admin.register(AlertNotification)
-class AlertNotificationAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "alert", "event", "severity", "email_sent_at", "webhook_sent_at", "attempts",
-                    "last_error")
-    list_filter = ("event", "severity")
-    list_select_related = ("alert",)
-    readonly_fields = [field.name for field in AlertNotification._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-# --- Drills ------------------------------------------------------------------------------------------
-@admin.register(DrillRun)
-class DrillRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "status_badge", "started_by", "created_at", "duration", "summary")
-    list_display_links = ("id", "kind")
-    list_filter = ("kind", "status")
-    list_select_related = ("started_by",)
-    ordering = ("-created_at",)
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: DrillRun) -> str:
-        return badge("drill", obj.status)
-
-    @admin.display(description="duration")
-    def duration(self, obj: DrillRun) -> str:
-        if obj.started_at and obj.finished_at:
-            return f"{(obj.finished_at - obj.started_at).total_seconds():.1f} s"
-        return "–"
-
-    @admin.display(description="result")
-    def summary(self, obj: DrillRun) -> str:
-        r = obj.result or {}
-        if obj.error:
-            return obj.error[:120]
-        if obj.kind == "db_pool" and r:
-            return (f"{r['concurrency']} queries / pool {r['pool_max']}: {r['queued']} queued, "
-                    f"max wait {r['wait_ms']['max']:.0f} ms, {r['failed']} failed")
-        if obj.kind == "http_pool" and r:
-            return (f"{r['concurrency']}×{r['rounds']} requests: {r['pool']['connections_opened']:.0f} connections "
-                    f"opened, {r['connections_reused']} reused, {r['failed']} failed")
-        if obj.kind == "payment_timeout" and r:
-            return f"after timeouts: {r['after_submit']['status']}, finally {r['final_status']}"
-        if obj.kind == "log_test" and r:
-            delivered = sum(1 for h in r["handlers"] if h["delivered"])
-            return f"{delivered} of {len(r['handlers'])} handlers; {r['cloudwatch']['detail']}"
-        return ""
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a drill's record is what it found: nobody edits it
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_urls(self) -> list[URLPattern]:
-        wrap = self.admin_site.admin_view
-        return [path("<int:run_id>/live/", wrap(lambda r, run_id: views.drill_live(r, run_id, model_admin=self)),
-                     name="health_drillrun_live"),
-                *super().get_urls()]
-
-    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
-        return views.drill_start(request, model_admin=self)
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict | None = None) -> HttpResponse:
-        run = self.get_object(request, unquote(object_id))
-        if run is None or not self.has_view_permission(request, run):
-            return super().change_view(request, object_id, form_url, extra_context)  # 404 or 403, as the admin does
-        return views.drill_detail(request, run, model_admin=self)
