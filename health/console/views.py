@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from health.console import selectors, services
+from health.console import cards, selectors, services
 from health.console.charts import Span, Threshold, line_chart, timeline_chart
 from health.console.forms import DRILL_FORMS, BreakerClearForm, BreakerForceForm
 from health.console.payment_figures import payments_overview
@@ -58,7 +58,7 @@ def _live_context(request: HttpRequest) -> dict[str, Any]:
         range_name = "hour"
     overview = selectors.console_overview()
     try:
-        breaker = selectors.breaker_state()
+        breaker = cards.breaker_state()
     except Exception as exc:  # noqa: BLE001 - a card says it could not read the breaker
         breaker = {"state": "unknown", "error": exc.__class__.__name__}
     history = selectors.history_series(range_name=range_name)
@@ -69,7 +69,7 @@ def _live_context(request: HttpRequest) -> dict[str, Any]:
     label = "last hour" if range_name == "hour" else "last day"
     return {
         "overview": overview,
-        "cards": selectors.component_cards(run=overview.last_run, breaker=breaker),
+        "cards": cards.component_cards(run=overview.last_run, breaker=breaker),
         "breaker": breaker,
         "fleet": selectors.fleet_overview(),
         "utilisation_chart": line_chart(series=history["pools"], start=history["start"], end=history["end"],
