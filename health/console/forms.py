@@ -7,7 +7,7 @@ from datetime import timedelta
 from django import forms
 from django.conf import settings
 
-from health.console import drills
+from health.console.drills.limits import MAX_CONCURRENCY, MAX_HOLD_MS, MAX_POOL, MAX_ROUNDS
 from health.models import DrillKind
 
 SILENCE_CHOICES = [("15", "15 minutes"), ("60", "1 hour"), ("240", "4 hours"), ("480", "8 hours"),
@@ -48,20 +48,20 @@ class DrillForm(forms.Form):
 
 class DbPoolDrillForm(DrillForm):
     kind = DrillKind.DB_POOL
-    concurrency = forms.IntegerField(min_value=1, max_value=drills.MAX_CONCURRENCY, initial=25,
+    concurrency = forms.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, initial=25,
                                      help_text="Queries started at the same moment.")
-    pool_max = forms.IntegerField(min_value=1, max_value=drills.MAX_POOL, initial=settings.DB_MAX_CONNECTIONS,
+    pool_max = forms.IntegerField(min_value=1, max_value=MAX_POOL, initial=settings.DB_MAX_CONNECTIONS,
                                   help_text=f"Connections in the pool (this worker's own pool has "
                                             f"{settings.DB_MAX_CONNECTIONS}; another size gets a pool of its own).")
-    hold_ms = forms.IntegerField(min_value=50, max_value=drills.MAX_HOLD_MS, initial=1000,
+    hold_ms = forms.IntegerField(min_value=50, max_value=MAX_HOLD_MS, initial=1000,
                                  help_text="How long each query holds its connection (pg_sleep).")
 
 
 class HttpPoolDrillForm(DrillForm):
     kind = DrillKind.HTTP_POOL
-    concurrency = forms.IntegerField(min_value=1, max_value=drills.MAX_CONCURRENCY, initial=15,
+    concurrency = forms.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, initial=15,
                                      help_text=f"Requests at once (the payment pool holds {settings.PAYMENT_POOL_MAXSIZE}).")
-    rounds = forms.IntegerField(min_value=1, max_value=drills.MAX_ROUNDS, initial=2,
+    rounds = forms.IntegerField(min_value=1, max_value=MAX_ROUNDS, initial=2,
                                 help_text="Bursts one after the other: later ones reuse the connections.")
 
 

@@ -18,7 +18,10 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from config.redis import get_redis
-from health.console import drills
+from health.console.drills.gateway import payment_timeout, payment_timeout_refusal
+from health.console.drills.limits import DrillRefused, Progress
+from health.console.drills.logs import log_test
+from health.console.drills.pools import db_pool_stress, http_pool
 from health.console.selectors import PROGRESS_KEY, drill_progress
 from health.console.tasks import DRILL_TIME_LIMIT, drill_run
 from health.models import (
@@ -166,7 +169,7 @@ def drill_start(*, kind: str, params: dict[str, Any], by: User) -> DrillRun:
     # A run whose worker vanished must not block the drill for ever.
     DrillRun.objects.filter(kind=kind, status__in=["queued", "running"], deadline_at__lt=now).update(
         status=DrillStatus.FAILED, finished_at=now, error="abandoned: no result before its deadline")
-    refusal = drills.payment_timeout_refusal() if kind == DrillKind.PAYMENT_TIMEOUT else None
+    refusal = payment_timeout_refusal() if kind == DrillKind.PAYMENT_TIMEOUT else None
     if refusal:
         run = DrillRun.objects.create(kind=kind, params=params, started_by=by, status=DrillStatus.REFUSED,
                                       error=refusal[:500], deadline_at=now, finished_at=now)
@@ -207,7 +210,7 @@ def drill_execute(*, run_id: int) -> DrillRun | None:
     progress = _progress_reporter(run_id)
     try:
         result = _dispatch(run, progress)
-    except drills.DrillRefused as exc:
+    except DrillRefused as exc:
         return _finish(run_id, status=DrillStatus.REFUSED, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the console shows what went wrong
         logger.exception("drill %s failed", run_id, extra={"category": "drill_failed", "drill_id": run_id})
@@ -215,20 +218,20 @@ def drill_execute(*, run_id: int) -> DrillRun | None:
     return _finish(run_id, status=DrillStatus.SUCCEEDED, result=result)
 
 
-def _dispatch(run: DrillRun, progress: drills.Progress) -> dict[str, Any]:
+def _dispatch(run: DrillRun, progress: Progress) -> dict[str, Any]:
     p = run.params
     if run.kind == DrillKind.DB_POOL:
-        return drills.db_pool_stress(concurrency=int(p.get("concurrency", 25)),
-                                     pool_max=int(p.get("pool_max", settings.DB_MAX_CONNECTIONS)),
-                                     hold_ms=int(p.get("hold_ms", 1000)), progress=progress)
+        return db_pool_stress(concurrency=int(p.get("concurrency", 25)),
+                              pool_max=int(p.get("pool_max", settings.DB_MAX_CONNECTIONS)),
+                              hold_ms=int(p.get("hold_ms", 1000)), progress=progress)
     if run.kind == DrillKind.HTTP_POOL:
-        return drills.http_pool(concurrency=int(p.get("concurrency", 15)), rounds=int(p.get("rounds", 2)),
-                                progress=progress)
+        return http_pool(concurrency=int(p.get("concurrency", 15)), rounds=int(p.get("rounds", 2)),
+                         progress=progress)
     if run.kind == DrillKind.PAYMENT_TIMEOUT:
-        return drills.payment_timeout(timeouts=int(p.get("timeouts", settings.PAYMENT_RETRY_ATTEMPTS)),
-                                      amount=int(p.get("amount", 100)), progress=progress)
+        return payment_timeout(timeouts=int(p.get("timeouts", settings.PAYMENT_RETRY_ATTEMPTS)),
+                               amount=int(p.get("amount", 100)), progress=progress)
     if run.kind == DrillKind.LOG_TEST:
-        return drills.log_test(run_id=run.pk, progress=progress)
+        return log_test(run_id=run.pk, progress=progress)
     raise ValueError(f"unknown drill {run.kind!r}")
 
 
@@ -240,7 +243,7 @@ def _finish(run_id: int, *, status: str, result: dict[str, Any] | None = None, e
     return DrillRun.objects.get(pk=run_id)
 
 
-def _progress_reporter(run_id: int) -> drills.Progress:
+def _progress_reporter(run_id: int) -> Progress:
     """Progress goes to Redis, never to the database: the database pool may be what is drilled."""
     key = PROGRESS_KEY.format(run_id)
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from health.console import services
-from health.console.drills import log_test
+from health.console.drills.logs import log_test
 from health.models import DrillRun
 from tests.logs.conftest import aws_env, cloudwatch, log_group, moto_endpoint  # noqa: F401 - fixtures
 
