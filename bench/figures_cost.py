@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 django.setup()
 
 from payments.figures import figures_snapshot, record_gateway_call, record_payment_outcome  # noqa: E402
-from payments.gateway.client import Attempt, GatewayResult  # noqa: E402
+from payments.gateway.results import Attempt, GatewayResult  # noqa: E402
 
 PAYMENTS = 200_000
 

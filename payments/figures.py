@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 if TYPE_CHECKING:
-    from payments.gateway.client import GatewayResult
+    from payments.gateway.results import GatewayResult
 
 # Upper bounds of the latency buckets as fractions of the read timeout; +Inf follows.
 LATENCY_FRACTIONS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payments.gateway.answers import Becomes
-from payments.gateway.client import GatewayResult
+from payments.gateway.results import GatewayResult
 from payments.models import PaymentStatus as S
 from payments.models import RefundStatus
 

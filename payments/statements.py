@@ -19,7 +19,7 @@ import psycopg
 from django.db import connection, transaction
 
 from config.postgres.lane import answer_connection
-from payments.gateway.client import Attempt
+from payments.gateway.results import Attempt
 from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentAttempt
 
 PAYMENT = Payment._meta.db_table

@@ -11,8 +11,9 @@ from django.conf import settings
 
 from payments.gateway.breaker.policy import BreakerConfig, breaker_redis_factory
 from payments.gateway.breaker.shared import CircuitBreaker
-from payments.gateway.client import GatewayClient, GatewayConfig, GatewayResult
+from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.gateway.limiter import ConcurrencyLimiter, LimiterConfig
+from payments.gateway.results import GatewayResult
 
 __all__ = ["GatewayClient", "GatewayResult", "breaker_listener_add", "gateway_limit_stats", "get_gateway",
            "reset_gateway"]

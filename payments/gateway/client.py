@@ -7,18 +7,16 @@ acted on a request we got no usable answer to (then the outcome is unknown, not 
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import EmptyPoolError
 from urllib3.util import Timeout
 
 from config import queueing
@@ -29,7 +27,9 @@ from payments.gateway.breaker.policy import CircuitOpenError
 from payments.gateway.breaker.shared import CircuitBreaker
 from payments.gateway.errors import GatewayCredentialsRefused, GatewayError, GatewayTimeout, GatewayUnavailable
 from payments.gateway.limiter import ConcurrencyLimiter, signal_for
+from payments.gateway.results import GatewayResult, attempt_of, error_outcome, is_body_error
 from payments.gateway.retry import RETRY_STATUSES, GatewayRetry, clear_deadline, set_deadline
+from payments.gateway.wire import basic_auth, canonical_metadata, path_id
 
 logger = logging.getLogger(__name__)
 
@@ -48,65 +48,6 @@ class GatewayConfig:
     deadline: float = 25.0  # s, one logical call with all its tries
 
 
-@dataclass
-class Attempt:
-    started_at: datetime
-    duration_ms: float
-    outcome: str
-    http_status: int | None
-    request_id: str
-    error: str
-
-
-@dataclass
-class GatewayResult:
-    """What one logical call (with its retries) came to."""
-
-    outcome: str  # a row of payments.gateway.answers.ANSWERS
-    http_status: int | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    attempts: list[Attempt] = field(default_factory=list)
-    sent: bool = False  # a request reached the wire: the gateway may have acted on it
-    error_code: str = ""
-    error_message: str = ""
-    retry_after: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-    @property
-    def meaning(self) -> answers.Meaning:
-        return answers.meaning(self.outcome)
-
-    @property
-    def uncertain(self) -> bool:
-        """No usable answer to a request that may have arrived: ask again, never assume."""
-        return self.sent and self.meaning.becomes is answers.Becomes.UNSETTLED
-
-
-def _attempt_outcome(record: AttemptRecord, method: str) -> str:
-    if record.error is not None:
-        if isinstance(record.error, ReadTimeoutError):
-            return "timeout"
-        if isinstance(record.error, (NewConnectionError, ConnectTimeoutError)):
-            return "connect_error"
-        return "bad_response"
-    return answers.classify(record.status, method=method)
-
-
-def _attempt(record: AttemptRecord, method: str, outcome: str | None = None) -> Attempt:
-    started = datetime.now(UTC).timestamp() - (time.perf_counter() - record.started)
-    return Attempt(
-        started_at=datetime.fromtimestamp(started, tz=UTC),
-        duration_ms=round(record.duration * 1000, 3),
-        outcome=outcome or _attempt_outcome(record, method),
-        http_status=record.status,
-        request_id=record.request_id or "",
-        error=record.error.__class__.__name__ if record.error is not None else "",
-    )
-
-
 class GatewayClient:
     def __init__(self, config: GatewayConfig, *, breaker: CircuitBreaker | None = None,
                  limiter: ConcurrencyLimiter | None = None) -> None:
@@ -117,7 +58,7 @@ class GatewayClient:
         # No proxies or .netrc from the environment, and no per-request lookups of them.
         self.session.trust_env = False
         self.session.headers.update({"Stripe-Version": "2024-06-20", "User-Agent": "payment-ops/1",
-                                     "Authorization": _basic_auth(config.api_key)})
+                                     "Authorization": basic_auth(config.api_key)})
         self.base_url = config.base_url.rstrip("/")
         retry = GatewayRetry(
             total=config.retry_attempts - 1,
@@ -158,26 +99,26 @@ class GatewayClient:
             # One step, no redirects: anything needing the customer answers requires_action.
             "payment_method_types[]": "card",
         }
-        form.update(_canonical_metadata(metadata))
+        form.update(canonical_metadata(metadata))
         if description:
             form["description"] = description
         return self._call("POST", "/v1/payment_intents", data=form, idempotency_key=idempotency_key)
 
     def retrieve_payment_intent(self, gateway_id: str) -> GatewayResult:
-        return self._call("GET", f"/v1/payment_intents/{_path_id(gateway_id)}")
+        return self._call("GET", f"/v1/payment_intents/{path_id(gateway_id)}")
 
     def cancel_payment_intent(self, *, gateway_id: str, idempotency_key: str) -> GatewayResult:
-        return self._call("POST", f"/v1/payment_intents/{_path_id(gateway_id)}/cancel", data={},
+        return self._call("POST", f"/v1/payment_intents/{path_id(gateway_id)}/cancel", data={},
                           idempotency_key=idempotency_key)
 
     def create_refund(self, *, idempotency_key: str, payment_intent: str, amount: int,
                       metadata: dict[str, str]) -> GatewayResult:
         form: dict[str, Any] = {"payment_intent": payment_intent, "amount": amount}
-        form.update(_canonical_metadata(metadata))
+        form.update(canonical_metadata(metadata))
         return self._call("POST", "/v1/refunds", data=form, idempotency_key=idempotency_key)
 
     def retrieve_refund(self, gateway_id: str) -> GatewayResult:
-        return self._call("GET", f"/v1/refunds/{_path_id(gateway_id)}")
+        return self._call("GET", f"/v1/refunds/{path_id(gateway_id)}")
 
     def probe(self, *, timeout: float = 3.0) -> float:
         """A call with no financial side effect; returns its latency in seconds.
@@ -249,7 +190,7 @@ class GatewayClient:
         except requests.RequestException as exc:
             error = exc
             body = b""
-            body_error = response is not None or _is_body_error(exc)
+            body_error = response is not None or is_body_error(exc)
         except EmptyPoolError as exc:
             # requests lets urllib3's "no pooled connection came free" through as it is: not
             # sent (unless an earlier try of this call was), answered 503 by the API.
@@ -290,13 +231,13 @@ class GatewayClient:
 
     def _result(self, method: str, log: list[AttemptRecord], response: requests.Response | None,
                 body: bytes, error: BaseException | None, body_error: bool) -> GatewayResult:
-        attempts = [_attempt(record, method, "pool_timeout" if isinstance(record.error, EmptyPoolError) else None)
+        attempts = [attempt_of(record, method, "pool_timeout" if isinstance(record.error, EmptyPoolError) else None)
                     for record in log]
         sent = any(record.sent for record in log)
         if error is not None or response is None:
             if body_error and attempts:
                 attempts[-1].outcome = "bad_response"
-            outcome = attempts[-1].outcome if attempts else _error_outcome(error)
+            outcome = attempts[-1].outcome if attempts else error_outcome(error)
             if outcome == "ok":
                 outcome = "bad_response"
             return GatewayResult(outcome=outcome, attempts=attempts, sent=sent or body_error,
@@ -356,32 +297,3 @@ class GatewayClient:
         # request the gateway calls wrong is our defect: an error, whoever sent the payment.
         level = logging.ERROR if result.meaning.defect else logging.WARNING if category else logging.DEBUG
         logger.log(level, "gateway %s %s -> %s", method, extra["path"], result.outcome, extra=extra)
-
-
-def _basic_auth(api_key: str) -> str:
-    """Stripe's scheme: the secret key as the user name of HTTP Basic auth, no password."""
-    return "Basic " + base64.b64encode(f"{api_key}:".encode()).decode("ascii")
-
-
-def _is_body_error(exc: BaseException) -> bool:
-    return isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
-
-
-def _error_outcome(error: BaseException | None) -> str:
-    if isinstance(error, (requests.exceptions.ConnectTimeout,)):
-        return "connect_error"
-    if isinstance(error, requests.exceptions.Timeout):
-        return "timeout"
-    return "connect_error"
-
-
-def _canonical_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    """Metadata in one order, whatever order it came in: a re-send (settlement, a repeat after a
-    crash, rebuilt from jsonb, which sorts keys) is then byte-identical to the first send, as a
-    gateway that fingerprints an idempotent request's body requires."""
-    return {f"metadata[{key}]": str(metadata[key]) for key in sorted(metadata)}
-
-
-def _path_id(gateway_id: str) -> str:
-    # Ids come from the gateway or from an operator: never let one reach another path.
-    return quote(gateway_id, safe="")

@@ -16,7 +16,7 @@ from django.utils import timezone
 from payments import statements
 from payments.figures import record_payment_outcome
 from payments.gateway import GatewayResult
-from payments.gateway.client import Attempt
+from payments.gateway.results import Attempt
 from payments.models import (
     FINAL_STATUSES,
     PAYMENT_TRANSITIONS,

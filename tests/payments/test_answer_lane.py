@@ -9,7 +9,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from payments import statements
-from payments.gateway.client import Attempt
+from payments.gateway.results import Attempt
 from payments.models import Payment
 from tests.payments.factories import make_client
 

@@ -7,7 +7,7 @@ import pytest
 
 from payments.gateway import answers
 from payments.gateway.answers import Acted, Becomes, Breaker
-from payments.gateway.client import GatewayResult
+from payments.gateway.results import GatewayResult
 from payments.outcomes import create_outcome, intent_outcome
 
 CARD_ERROR = {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"}
