@@ -40,11 +40,11 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("API view: body parsing, validation, JSON answer", ("api_view.<locals>.decorator.<locals>.wrapper (",)),
     ("API key (cached in the process)", ("authenticate (payments/api/keycache", "confirm (payments/api/keycache")),
     ("rate limit: a Redis script per request", ("rate_limit_check (",)),
-    ("open: payment and idempotency claim, one statement", ("payment_open (payments/statements",)),
+    ("open: payment and idempotency claim, one statement", ("payment_open (payments/services/create_path_sql",)),
     ("gateway call: requests Session, retry, deadline, breaker, attempt log", ("GatewayClient._call (",)),
     ("gateway call: urllib3 and http.client (the floor's call costs this too)", ("HTTPConnectionPool.urlopen (",)),
     ("answer: payment, attempts and kept answer, one statement", ("payment_apply_first (",)),
-    ("model instances for the answer", ("_loaded (payments/statements",)),
+    ("model instances for the answer", ("_loaded (payments/services/create_path_sql",)),
     ("log lines (JSON, redacted)", ("Logger.",)),
 ]
 GUNICORN = "gunicorn: HTTP parsing, threads, event loop"

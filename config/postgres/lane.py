@@ -9,7 +9,7 @@ by writes that take a millisecond, so they never wait behind new requests, and a
 503 for an exhausted pool comes from its first wait alone.
 
 Not Django's: a second database alias would be a second ORM connection that tests block and
-routers must know about; the lane runs raw statements only (payments/statements.py).
+routers must know about; the lane runs raw statements only (payments/services/create_path_sql.py).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def database_config(*, url_config: dict[str, Any], test_name: str, role: str, mi
         "OPTIONS": {
             "application_name": f"payops-{role}",
             "connect_timeout": 5,
-            # Only statements executed with prepare=True (payments/statements.py) are prepared,
+            # Only statements executed with prepare=True (payments/services/create_path_sql.py) are prepared,
             # and none behind PgBouncer; Django's own cursors never prepare.
             "prepare_threshold": None if pgbouncer else 1_000_000,
             "pool": {

@@ -11,10 +11,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from payments import statements
 from payments.models import (
     ApiClient,
 )
+from payments.services import create_path_sql
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def api_client_authenticate(*, raw_key: str) -> ApiClient | None:
 
 def api_client_verify(*, prefix: str, key_hash: str) -> ApiClient | None:
     """The active client with this prefix if its stored hash is `key_hash`; notes its use."""
-    client = statements.api_client_by_prefix(prefix)
+    client = create_path_sql.api_client_by_prefix(prefix)
     if client is None or not hmac.compare_digest(client.key_hash, key_hash):
         return None
     now = timezone.now()

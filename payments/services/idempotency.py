@@ -11,11 +11,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from payments import statements
 from payments.models import (
     ApiClient,
     IdempotencyRecord,
 )
+from payments.services import create_path_sql
 
 RESEND_WINDOW = timedelta(hours=23)  # the gateway keeps idempotency keys for 24 h
 
@@ -63,4 +63,4 @@ def idempotency_claim(*, client: ApiClient, key: str, endpoint: str, request_has
 
 def idempotency_release(*, record: IdempotencyRecord, status: int | None = None, body: dict | None = None) -> None:
     """Ends the lease; a final answer (2xx, 4xx) is kept and replayed to every repeat."""
-    statements.idempotency_release(record_id=record.pk, status=status, body=body)
+    create_path_sql.idempotency_release(record_id=record.pk, status=status, body=body)

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments import statements
 from payments.figures import record_payment_outcome
 from payments.gateway import GatewayResult
 from payments.gateway.results import Attempt
@@ -26,6 +25,7 @@ from payments.models import (
 )
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome
+from payments.services import create_path_sql
 from payments.tasks import payment_settle_task
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
         record, answer = release
         status, body, final = answer(payment)
         kept = (record.pk, status if final else None, body if final else None)
-    if not statements.payment_apply_first(payment_id=payment.pk, fields=fields, attempts=result.attempts,
+    if not create_path_sql.payment_apply_first(payment_id=payment.pk, fields=fields, attempts=result.attempts,
                                           release=kept):
         for name, value in before.items():
             setattr(payment, name, value)
@@ -116,7 +116,7 @@ def _count_outcome(outcome: Outcome, *, previous: str) -> None:
 def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str,
                    previous: str) -> Payment:
     """The one writer of a payment's outcome (the create path's first answer aside, which
-    `statements.payment_apply_first` writes in one statement with the same fields). A move
+    `create_path_sql.payment_apply_first` writes in one statement with the same fields). A move
     the lifecycle does not allow, such as a final state going backwards, is refused and logged."""
     if outcome.status != payment.status and outcome.status not in PAYMENT_TRANSITIONS[payment.status]:
         logger.warning("payment outcome refused: %s -> %s", payment.status, outcome.status, extra={

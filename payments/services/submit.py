@@ -11,7 +11,6 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from payments import statements
 from payments.gateway import get_gateway
 from payments.ids import new_id
 from payments.models import (
@@ -21,6 +20,7 @@ from payments.models import (
 )
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome, create_outcome
+from payments.services import create_path_sql
 from payments.services.idempotency import RESEND_WINDOW
 from payments.services.recording import Answer, _apply, _apply_opened, _release_db_connection
 
@@ -50,7 +50,7 @@ def payment_open(*, client: ApiClient, idempotency_key: str, request_hash: str, 
     """A new payment already claimed for its first send (processing) and the idempotency
     key's claim, in one statement (`idempotency_claim`'s `open_first`). If the process dies
     before the gateway answers, the sweep settles it like any payment stale in processing."""
-    payment, record = statements.payment_open(
+    payment, record = create_path_sql.payment_open(
         client=client, key=idempotency_key, endpoint=endpoint, request_hash=request_hash, lease=lease,
         now=timezone.now(), payment_id=new_id("pay"), amount=amount, currency=currency,
         payment_method=payment_method, reference=reference, metadata=metadata,

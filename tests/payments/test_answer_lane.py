@@ -8,9 +8,9 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from payments import statements
 from payments.gateway.results import Attempt
 from payments.models import Payment
+from payments.services import create_path_sql
 from tests.payments.factories import make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,7 +25,7 @@ def test_an_answer_is_recorded_while_every_pooled_connection_is_taken() -> None:
     held = [pool.getconn() for _ in range(pool.max_size)]  # the main pool is exhausted (timeout 30 s)
     try:
         started = time.monotonic()
-        applied = statements.payment_apply_first(
+        applied = create_path_sql.payment_apply_first(
             payment_id=payment.pk,
             fields={"status": "succeeded", "failure_code": "", "failure_message": "", "attempt_count": 1,
                     "updated": timezone.now(), "gateway_id": "pi_lane_1", "next_settle_at": None},
@@ -46,7 +46,7 @@ def test_an_answer_for_a_payment_that_moved_on_is_not_written() -> None:
     client, _ = make_client()
     payment = Payment.objects.create(client=client, idempotency_key="lane-2", request_hash="h", amount=700,
                                      currency="usd", payment_method="pm_card_visa", status="unknown")
-    applied = statements.payment_apply_first(
+    applied = create_path_sql.payment_apply_first(
         payment_id=payment.pk,
         fields={"status": "failed", "failure_code": "card_declined", "failure_message": "", "attempt_count": 1,
                 "updated": timezone.now(), "next_settle_at": None},
