@@ -80,7 +80,7 @@ DB_RETRY_DELAY = env_ms("DB_RETRY_DELAY", 1000, minimum_ms=0)  # s, between thos
 # longest legitimate hold (gunicorn cuts a request at 40 s; tasks hold theirs for seconds).
 DB_LEAK_THRESHOLD = env_ms("DB_LEAK_THRESHOLD", 60000)
 DB_PGBOUNCER = env_bool("DB_PGBOUNCER", False)  # PgBouncer in transaction mode in front of PostgreSQL
-# Per process, beside the pool: connections that only record gateway answers (config/postgres/lane.py).
+# Per process, beside the pool: connections that only record gateway answers (config/postgres/answers_pool.py).
 DB_ANSWER_CONNECTIONS = max(1, DB_MAX_CONNECTIONS // 10)
 require(DB_MIN_CONNECTIONS <= DB_MAX_CONNECTIONS,
         f"DB_MIN_CONNECTIONS ({DB_MIN_CONNECTIONS}) must not exceed DB_MAX_CONNECTIONS ({DB_MAX_CONNECTIONS})")

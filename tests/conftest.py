@@ -44,12 +44,12 @@ def _close_pool_before_test_database_teardown(django_db_setup, django_db_blocker
     yield
     from django.db import connections
 
-    from config.postgres.lane import close_lane
+    from config.postgres.answers_pool import answers_pool_close
 
     # The pools keep connections to the test database open; they must go before the database.
     with django_db_blocker.unblock():
         connections["default"].close_pool()
-        close_lane()
+        answers_pool_close()
 
 
 @pytest.fixture(scope="session")

@@ -34,13 +34,13 @@ GATEWAY_LIMIT_COUNTERS = ("calls", "shed", "slow", "cuts")
 def pool_stats_collect() -> dict[str, Any]:
     """This process's pool figures (database, HTTP, log shipping): the document it publishes."""
     from config.http.pools import http_pool_stats
-    from config.postgres.lane import existing_lane
+    from config.postgres.answers_pool import answers_pool_existing
     from payments.figures import figures_snapshot
     from payments.gateway import gateway_limit_stats
 
     now = time.time()
     db = _db_pool_figures(_existing_pool())
-    answers = _db_pool_figures(existing_lane())  # the answers lane (config/postgres/lane.py)
+    answers = _db_pool_figures(answers_pool_existing())  # the answers lane (config/postgres/answers_pool.py)
     failures = db_failure_counts()
     http = http_pool_stats()
     logs = _logging_stats()

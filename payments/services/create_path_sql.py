@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from django.db import connection, transaction
 
-from config.postgres.lane import answer_connection
+from config.postgres.answers_pool import answer_connection
 from payments.gateway.results import Attempt
 from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentAttempt
 
@@ -107,7 +107,7 @@ def _execute(sql: str, params: Sequence[Any] | dict[str, Any], *, answer: bool =
     """One statement, its first row. Outside a transaction it commits by itself; inside one
     (a caller's atomic block, a test case) a savepoint keeps a failed statement from spoiling
     the rest of the transaction, as the ORM's atomic() would. A gateway `answer` goes through
-    the answers lane (config/postgres/lane.py) unless it belongs to such a transaction."""
+    the answers lane (config/postgres/answers_pool.py) unless it belongs to such a transaction."""
     if connection.in_atomic_block:
         with transaction.atomic():
             connection.ensure_connection()

@@ -136,7 +136,7 @@ def test_two_processes_publish_and_the_check_sums_them(tmp_path, ticker) -> None
 
 
 def test_a_process_that_recorded_an_answer_publishes_its_lane_and_the_check_counts_it(ticker) -> None:
-    from config.postgres.lane import answer_connection
+    from config.postgres.answers_pool import answer_connection
 
     with answer_connection() as conn:  # what recording a gateway answer does
         conn.execute("SELECT 1")

@@ -29,7 +29,7 @@ _lock = threading.Lock()
 _pool: ConnectionPool | None = None
 
 
-def _lane() -> ConnectionPool:
+def _answers_pool() -> ConnectionPool:
     global _pool
     if _pool is None:
         with _lock:
@@ -48,19 +48,19 @@ def _lane() -> ConnectionPool:
 @contextlib.contextmanager
 def answer_connection() -> Iterator[psycopg.Connection]:
     """A connection of the lane, in autocommit, for one statement."""
-    with _lane().connection() as conn:
+    with _answers_pool().connection() as conn:
         try:
             yield conn
         finally:
             mark_returned(conn)  # back within the second: lent again unchecked
 
 
-def existing_lane() -> ConnectionPool | None:
+def answers_pool_existing() -> ConnectionPool | None:
     """This process's lane if it recorded an answer yet (for its pool statistics), else None."""
     return _pool
 
 
-def close_lane() -> None:
+def answers_pool_close() -> None:
     """Tests that recreate the database, and process shutdown."""
     global _pool
     with _lock:
