@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 from payments.forms import RefundForm, SettleForm
-from payments.models import SETTLED_BY_HAND, ApiClient, Payment, PaymentAttempt, Refund
+from payments.models import SETTLED_BY_HAND, ApiClient, Payment, PaymentAttempt, Refund, RefundStatus
 from payments.money import money_format
 from payments.selectors import payment_unknown_summary, refund_unknown_summary, with_display
 from payments.services import refunds
@@ -153,7 +153,7 @@ class PaymentAdmin(admin.ModelAdmin):
                 refund = refunds.refund_submit(refund_id=refund.id)
                 self.log_change(request, payment, f"Refund {refund.id} of {money_format(amount=refund.amount, currency=payment.currency)}: "
                                                   f"{refund.status}. Reason: {refund.reason}")
-                level = messages.SUCCESS if refund.status == "succeeded" else messages.WARNING
+                level = messages.SUCCESS if refund.status == RefundStatus.SUCCEEDED else messages.WARNING
                 self.message_user(request, f"Refund {refund.id}: {refund.status}.", level)
                 return HttpResponseRedirect(reverse("admin:payments_payment_change", args=[payment.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "original": payment,

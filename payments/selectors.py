@@ -7,8 +7,11 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from payments.models import ApiClient, Payment, Refund
+from payments.models import ApiClient, Payment, PaymentStatus, Refund
 from payments.money import money_format
+
+# Taken by the service and not yet known final: what an outage puts at risk.
+IN_FLIGHT = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.UNKNOWN)
 
 
 def payment_get(*, client: ApiClient, payment_id: str) -> Payment | None:
@@ -37,7 +40,7 @@ def refund_get(*, client: ApiClient, refund_id: str) -> Refund | None:
 
 def payment_unknown_summary(*, older_than: timedelta | None = None) -> list[dict]:
     """Unsettled payments (unknown, or processing) per currency: count and amount."""
-    qs = Payment.objects.filter(status__in=["unknown", "processing"])
+    qs = Payment.objects.filter(status__in=[PaymentStatus.UNKNOWN, PaymentStatus.PROCESSING])
     if older_than is not None:
         qs = qs.filter(created__lt=timezone.now() - older_than)
     rows = qs.values("currency").annotate(count=Count("id"), amount=Sum("amount")).order_by("currency")
@@ -67,12 +70,12 @@ def idempotency_mismatch_count() -> int:
 def payment_unfinished_summary(*, since: datetime) -> dict:
     """Payments created since `since` that have not reached the gateway's answer: still pending
     (shed, never sent), unknown or processing. Count and amount per currency."""
-    rows = (Payment.objects.filter(created__gte=since, status__in=["pending", "processing", "unknown"])
+    rows = (Payment.objects.filter(created__gte=since, status__in=IN_FLIGHT)
             .values("currency").annotate(count=Count("id"), amount=Sum("amount")))
     return {"count": sum(r["count"] for r in rows), "amounts": {r["currency"]: r["amount"] or 0 for r in rows}}
 
 
 def payment_in_flight_summary() -> dict:
-    rows = (Payment.objects.filter(status__in=["pending", "processing", "unknown"])
+    rows = (Payment.objects.filter(status__in=IN_FLIGHT)
             .values("currency").annotate(count=Count("id"), amount=Sum("amount")))
     return {"count": sum(r["count"] for r in rows), "amounts": {r["currency"]: r["amount"] or 0 for r in rows}}

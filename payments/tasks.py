@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from config import ticks
+from payments.models import PaymentStatus
 
 CLAIM_RETRIES = 3
 SWEEP_SCOPE = "payments:sweep"  # its claims: payops:payments:sweep:tick:<epoch s>
@@ -18,7 +19,7 @@ def payment_settle_task(self, payment_id: str) -> None:
     from payments.services.settlement import payment_claim_free_in, payment_settle
 
     payment = payment_settle(payment_id=payment_id)
-    if payment.status == "processing":
+    if payment.status == PaymentStatus.PROCESSING:
         # Another send holds the claim, or a worker killed mid-call left it (this may be that
         # very message, redelivered): look again once the claim is stale. The sweep covers the rest.
         raise self.retry(countdown=payment_claim_free_in(payment=payment) + 1)

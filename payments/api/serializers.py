@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from payments.models import Payment, Refund
+from payments.models import Payment, PaymentStatus, Refund
 
 
 def payment_to_dict(payment: Payment, *, refunds: Iterable[Refund] | None = None) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def payment_to_dict(payment: Payment, *, refunds: Iterable[Refund] | None = None
         "gateway_id": payment.gateway_id,
         "failure_code": payment.failure_code or None,
         "failure_message": payment.failure_message or None,
-        "next_action": payment.next_action if payment.status == "requires_action" else None,
+        "next_action": payment.next_action if payment.status == PaymentStatus.REQUIRES_ACTION else None,
         "attempts": payment.attempt_count,
         "refunds": [refund_to_dict(r) for r in (payment.refunds.all() if refunds is None else refunds)],
         "created": payment.created.isoformat(),

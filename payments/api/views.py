@@ -31,9 +31,9 @@ from payments.api.validation import (
     parse_refund,
     request_hash,
 )
-from payments.models import UNSETTLED_STATUSES, ApiClient, IdempotencyRecord, Payment, PaymentStatus
+from payments.models import UNSETTLED_STATUSES, ApiClient, IdempotencyRecord, Payment, PaymentStatus, RefundStatus
 from payments.services import refunds
-from payments.services.idempotency import idempotency_claim, idempotency_release
+from payments.services.idempotency import ApiAnswer, idempotency_claim, idempotency_release
 from payments.services.submit import payment_create, payment_open, payment_submit
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def _unavailable(code: str, message: str, retry_after: float | None) -> JsonResp
 
 
 def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: dict[str, Any],
-                run: Callable[[Any], tuple[int, dict[str, Any], bool]],
+                run: Callable[[IdempotencyRecord], ApiAnswer],
                 open_first: Callable[[str, str, str, datetime], IdempotencyRecord] | None = None) -> JsonResponse:
     """Stripe's contract: a repeat replays the first final answer; another body is a 409.
     `open_first(key, request_hash, endpoint, lease)` writes the resource with a first claim."""
@@ -123,7 +123,7 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
         response["Idempotent-Replayed"] = "true"
         return response
     try:
-        status, body, final = run(claim.record)
+        answer = run(claim.record)
     except Exception as exc:
         # With the database exhausted or away, releasing would wait for the pool once more
         # and only delay the 503; the lease runs out by itself.
@@ -133,11 +133,12 @@ def _idempotent(request: HttpRequest, client: ApiClient, endpoint: str, data: di
             _refuse_an_expired_key(exc)
         raise
     if claim.record.locked_until is not None:  # not already released with the payment's first answer
-        idempotency_release(record=claim.record, status=status if final else None,
-                                     body=body if final else None)
-    if status == 503:
-        return _unavailable(body["error"]["code"], body["error"]["message"], body.pop("_retry_after", None))
-    return JsonResponse(body, status=status)
+        idempotency_release(record=claim.record, status=answer.status if answer.final else None,
+                            body=answer.body if answer.final else None)
+    if answer.status == 503:
+        error = answer.body["error"]
+        return _unavailable(error["code"], error["message"], answer.retry_after)
+    return JsonResponse(answer.body, status=answer.status)
 
 
 # A payment or refund keeps its key for good, while the key's record (the answer to replay) is
@@ -161,48 +162,49 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
     data = parse_json_body(content_type=request.content_type or "", body=request.body)
     payment_request = parse_payment(data)
 
-    opened: list[Payment] = []
+    opened: Payment | None = None
 
     def open_first(key: str, digest: str, endpoint: str, lease: datetime) -> IdempotencyRecord:
-        payment, record = payment_open(client=client, idempotency_key=key, request_hash=digest,
-                                                endpoint=endpoint, lease=lease, **payment_request.__dict__)
-        opened.append(payment)
+        nonlocal opened
+        opened, record = payment_open(client=client, idempotency_key=key, request_hash=digest,
+                                      endpoint=endpoint, lease=lease, **payment_request.__dict__)
         return record
 
-    def run(record) -> tuple[int, dict[str, Any], bool]:
+    def run(record: IdempotencyRecord) -> ApiAnswer:
         # A first request opened its payment with the claim. A repeat whose claim was rolled
         # back (the key existed) takes the record's payment after an expired lease instead.
-        fresh = opened[-1] if opened and opened[-1].id == record.resource_id else None
+        fresh = opened if opened is not None and opened.id == record.resource_id else None
         payment = fresh or payment_create(client=client, record=record, **payment_request.__dict__)
         payment = payment_submit(payment_id=payment.id, opened=fresh,
-                                          release=(record, _fresh_payment_answer) if fresh else None)
+                                 release=(record, _fresh_payment_answer) if fresh else None)
         if record.locked_until is None and record.response_status is not None:
-            return record.response_status, record.response_body, True  # kept with the payment's write
+            # Kept with the payment's write.
+            return ApiAnswer(record.response_status, record.response_body or {}, final=True)
         return _fresh_payment_answer(payment) if fresh else _payment_answer(payment)
 
     return _idempotent(request, client, "payments.create", data, run, open_first=open_first)
 
 
-def _fresh_payment_answer(payment: Payment) -> tuple[int, dict[str, Any], bool]:
+def _fresh_payment_answer(payment: Payment) -> ApiAnswer:
     # A payment this request opened has no refunds: no query for them on the create path.
     return _payment_answer(payment, refunds=())
 
 
-def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> tuple[int, dict[str, Any], bool]:
+def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> ApiAnswer:
     body = payment_to_dict(payment, refunds=refunds)
-    if payment.status == "pending":
+    if payment.status == PaymentStatus.PENDING:
         # Nothing reached the gateway: the client retries with the same key and we send it then.
         code = payment.failure_code or "gateway_unavailable"
         why = "is busy" if code == "gateway_saturated" else "is unavailable"
-        return 503, {"error": {"type": "api_error", "code": code, "param": None,
-                               "message": f"The payment gateway {why}; nothing was charged. "
-                                          "Retry with the same Idempotency-Key."},
-                     "_retry_after": _gateway_retry_after(code)}, False
+        return ApiAnswer(503, {"error": {"type": "api_error", "code": code, "param": None,
+                                         "message": f"The payment gateway {why}; nothing was charged. "
+                                                    "Retry with the same Idempotency-Key."}},
+                         final=False, retry_after=_gateway_retry_after(code))
     if payment.status in UNSETTLED_STATUSES:
-        return 202, body, False
+        return ApiAnswer(202, body, final=False)
     # requires_action too: the customer's next step is in next_action; the payment is followed
     # to its end through the gateway's events and by asking.
-    return 201, body, True
+    return ApiAnswer(201, body, final=True)
 
 
 def _gateway_retry_after(code: str = "") -> float:
@@ -264,21 +266,21 @@ def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) ->
         return JsonResponse({"object": "list", "data": [refund_to_dict(r) for r in payment.refunds.all()],
                              "has_more": False, "url": f"/api/v1/payments/{payment.id}/refunds"})
 
-    def run(record) -> tuple[int, dict[str, Any], bool]:
+    def run(record: IdempotencyRecord) -> ApiAnswer:
         try:
             refund = refunds.refund_create(client=client, record=record, payment_id=payment_id, amount=amount)
         except refunds.RefundRefused as exc:
-            return 400, {"error": {"type": "invalid_request_error", "code": exc.code, "message": exc.message,
-                                   "param": exc.param}}, True
+            return ApiAnswer(400, {"error": {"type": "invalid_request_error", "code": exc.code,
+                                             "message": exc.message, "param": exc.param}}, final=True)
         refund = refunds.refund_submit(refund_id=refund.id)
         body = refund_to_dict(refund)
-        if refund.status == "pending":
-            return 503, {"error": {"type": "api_error", "code": "gateway_unavailable", "param": None,
-                                   "message": "The payment gateway is unavailable; retry with the same key."},
-                         "_retry_after": _gateway_retry_after()}, False
-        if refund.status == "unknown":
-            return 202, body, False
-        return 201, body, True
+        if refund.status == RefundStatus.PENDING:
+            return ApiAnswer(503, {"error": {"type": "api_error", "code": "gateway_unavailable", "param": None,
+                                             "message": "The payment gateway is unavailable; retry with the same key."}},
+                             final=False, retry_after=_gateway_retry_after())
+        if refund.status == RefundStatus.UNKNOWN:
+            return ApiAnswer(202, body, final=False)
+        return ApiAnswer(201, body, final=True)
 
     return _idempotent(request, client, f"refunds.create:{payment_id}", data, run)
 

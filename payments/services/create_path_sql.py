@@ -20,7 +20,7 @@ from django.db import connection, transaction
 
 from config.postgres.answers_pool import answer_connection
 from payments.gateway.results import Attempt
-from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentAttempt
+from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentAttempt, PaymentStatus
 
 PAYMENT = Payment._meta.db_table
 RECORD = IdempotencyRecord._meta.db_table
@@ -148,7 +148,7 @@ def payment_open(*, client: ApiClient, key: str, endpoint: str, request_hash: st
     assert row is not None  # an INSERT … RETURNING that did not raise returned its row
     payment = _loaded(Payment, id=payment_id, client=client, idempotency_key=key, request_hash=request_hash,
                       amount=amount, currency=currency, payment_method=payment_method, reference=reference,
-                      metadata=metadata, status="processing", gateway_id=None, failure_code="",
+                      metadata=metadata, status=PaymentStatus.PROCESSING, gateway_id=None, failure_code="",
                       failure_message="", amount_refunded=0, attempt_count=0, settle_count=0, next_settle_at=None,
                       created=now, updated=now)
     record = _loaded(IdempotencyRecord, id=row[0], client=client, key=key, endpoint=endpoint,

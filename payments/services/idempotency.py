@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -21,9 +22,25 @@ RESEND_WINDOW = timedelta(hours=23)  # the gateway keeps idempotency keys for 24
 
 
 # --- Idempotency ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApiAnswer:
+    """What a request answers: its HTTP status and JSON body, whether it is final (then kept on
+    the key's record and replayed to every repeat), and for a 503 the seconds to wait."""
+
+    status: int
+    body: dict[str, Any]
+    final: bool
+    retry_after: float | None = None
+
+
+# What a request learns of its key: it owns it (claimed), the first request's answer is
+# replayed (replay), the key came with other parameters (mismatch) or is still being served.
+ClaimKind = Literal["claimed", "replay", "mismatch", "in_use"]
+
+
 @dataclass
 class Claim:
-    kind: str  # claimed, replay, mismatch, in_use
+    kind: ClaimKind
     record: IdempotencyRecord
 
 

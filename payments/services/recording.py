@@ -26,6 +26,7 @@ from payments.models import (
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome
 from payments.services import create_path_sql
+from payments.services.idempotency import ApiAnswer
 from payments.tasks import payment_settle_task
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ def _release_db_connection() -> None:
         connection.close()
 
 
-# What a request that opened a payment answers for a payment: (HTTP status, body, final).
-Answer = Callable[[Payment], tuple[int, dict[str, Any], bool]]
+# What a request that opened a payment answers for it, kept with the payment's first write.
+Answer = Callable[[Payment], ApiAnswer]
 
 
 def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
@@ -76,17 +77,17 @@ def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
     kept = None
     if release is not None:
         record, answer = release
-        status, body, final = answer(payment)
-        kept = (record.pk, status if final else None, body if final else None)
+        given = answer(payment)
+        kept = (record.pk, given.status if given.final else None, given.body if given.final else None)
     if not create_path_sql.payment_apply_first(payment_id=payment.pk, fields=fields, attempts=result.attempts,
-                                          release=kept):
+                                               release=kept):
         for name, value in before.items():
             setattr(payment, name, value)
         return None
     if release is not None:
         record.locked_until = None
-        if final:
-            record.response_status, record.response_body = status, body
+        if given.final:
+            record.response_status, record.response_body = given.status, given.body
     _count_outcome(outcome, previous=S.PENDING)
     return payment
 

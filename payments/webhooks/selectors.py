@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from payments.models import GatewayEvent, Payment, Refund
+from payments.models import GatewayEvent, GatewayEventStatus, Payment, Refund
 
 
 def payment_for_intent(*, intent_id: str, payment_id: str | None) -> Payment | None:
@@ -37,14 +37,14 @@ def refunds_unfinished_for_intent(*, intent_id: str) -> list[Refund]:
 def gateway_events_due(*, received_before: datetime, claimed_before: datetime, limit: int) -> list[int]:
     """Events no worker has taken since they were stored, or whose worker went away mid-way."""
     return list(
-        GatewayEvent.objects.filter(Q(status="received", received_at__lt=received_before)
-                                    | Q(status="processing", claimed_at__lt=claimed_before))
+        GatewayEvent.objects.filter(Q(status=GatewayEventStatus.RECEIVED, received_at__lt=received_before)
+                                    | Q(status=GatewayEventStatus.PROCESSING, claimed_at__lt=claimed_before))
         .order_by("received_at").values_list("pk", flat=True)[:limit]
     )
 
 
 def gateway_event_failed_count() -> int:
-    return GatewayEvent.objects.filter(status="failed").count()
+    return GatewayEvent.objects.filter(status=GatewayEventStatus.FAILED).count()
 
 
 def gateway_event_types_seen(*, since: datetime) -> list[str]:

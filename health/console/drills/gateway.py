@@ -42,7 +42,7 @@ def payment_timeout(*, timeouts: int, amount: int, progress: Progress) -> dict[s
     the outcome is recorded `unknown` when every try timed out, and settlement then asks the
     gateway and finds the charge (no second one)."""
     from payments.gateway import get_gateway
-    from payments.models import ApiClient, Payment, PaymentAttempt
+    from payments.models import ApiClient, Payment, PaymentAttempt, PaymentStatus
     from payments.services.api_keys import api_key_create
     from payments.services.idempotency import idempotency_claim, idempotency_release
     from payments.services.settlement import payment_settle
@@ -89,7 +89,7 @@ def payment_timeout(*, timeouts: int, amount: int, progress: Progress) -> dict[s
     after_submit = {"status": submitted.status, "failure_code": submitted.failure_code,
                     "attempt_count": submitted.attempt_count}
     settled = None
-    if submitted.status in ("unknown", "processing"):
+    if submitted.status in (PaymentStatus.UNKNOWN, PaymentStatus.PROCESSING):
         progress(3, 4, "settling: asking the gateway what happened")
         settled = payment_settle(payment_id=payment.id)
     final = Payment.objects.get(pk=payment.id)
