@@ -231,7 +231,7 @@ def measure_publishing(args: argparse.Namespace) -> dict:
 
     def pay() -> None:
         response = client.post("/api/v1/payments", {"amount": 1000, "currency": "usd",
-                                                     "payment_method": "pm_card_visa"},
+                                                    "payment_method": "pm_card_visa"},
                                content_type="application/json", HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex, **headers)
         assert response.status_code in (201, 202), response.content
 

@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, REPO),
-                                                 os.path.relpath(__file__, REPO), *sys.argv[1:]])
+                                                os.path.relpath(__file__, REPO), *sys.argv[1:]])
     names = PRIMARY + ([] if args.no_diagnostic else DIAGNOSTIC)
     run_id = uuid.uuid4().hex[:8]
     t0 = time.monotonic()

@@ -260,7 +260,7 @@ def run(fleet: Fleet, urls: dict[str, str], pids: dict[str, int], *, api_key: st
     from payments.models import Payment
 
     body = json.dumps({"amount": 1500, "currency": "usd", "payment_method": "pm_card_visa",
-                              "metadata": {"fleet_run": run_id}})
+                       "metadata": {"fleet_run": run_id}})
     result = Result()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "pay.lua"

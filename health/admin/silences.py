@@ -36,7 +36,7 @@ class SilenceAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         created = alert_silence(by=acting_user(request), reason=obj.reason, ends_at=obj.ends_at,
-                                         component=obj.component, condition=obj.condition, starts_at=obj.starts_at)
+                                component=obj.component, condition=obj.condition, starts_at=obj.starts_at)
         obj.pk = created.pk
 
     @admin.action(description="End the selected silences now", permissions=["change"])

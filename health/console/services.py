@@ -98,8 +98,8 @@ def alerts_silence(*, alerts: Iterable[Alert], by: User, reason: str, duration: 
         key = (alert.component, alert.condition)
         if key not in made:
             made[key] = alert_silence(by=by, reason=reason, ends_at=now + duration,
-                                                      component=alert.component, condition=alert.condition,
-                                                      starts_at=now)
+                                      component=alert.component, condition=alert.condition,
+                                      starts_at=now)
             report.silences.append(made[key])
             audit_log(by=by, obj=made[key], flag=ADDITION,
                       message=f"Silenced {alert.component}/{alert.condition} until "

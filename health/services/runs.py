@@ -58,7 +58,7 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
     tick = datetime.fromtimestamp(ticks.tick_of(tick_at.timestamp(), interval), tz=UTC)
     holder = claim_id or f"{fleet.process_id()}:{uuid.uuid4().hex}"
     if not ticks.tick_claim(scope=TICK_SCOPE, tick=int(tick.timestamp()), holder=holder,
-                           ttl=ticks.claim_ttl(interval)):
+                            ttl=ticks.claim_ttl(interval)):
         return None
     clock = time.perf_counter()
     readings = run_checks(default_checks() if checks is None else checks)

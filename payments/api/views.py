@@ -151,7 +151,7 @@ def _refuse_an_expired_key(exc: IntegrityError) -> None:
     resource that holds the key forbids a second one); any other conflict is left to the caller."""
     if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) in _KEY_OF_A_RESOURCE:
         raise ApiError(409, "idempotency_key_expired",
-                    "This Idempotency-Key was used more than 24 hours ago and its answer is no longer kept; "
+                       "This Idempotency-Key was used more than 24 hours ago and its answer is no longer kept; "
                        "send the request with a new key.", "Idempotency-Key", type="idempotency_error") from exc
 
 

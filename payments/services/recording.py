@@ -172,7 +172,7 @@ def _schedule_settle(payment_id: str, delay: int) -> None:
         payment_settle_task.apply_async((payment_id,), countdown=delay, retry=False)
     except Exception:  # noqa: BLE001 - the beat sweep picks it up if the broker is away
         logger.warning("could not queue settlement", extra={"category": "settle_queue_error",
-                                                           "payment_id": payment_id})
+                                                            "payment_id": payment_id})
 
 
 def _schedule_settle_off_thread(payment_id: str, delay: int) -> None:

@@ -114,7 +114,7 @@ def gateway_event_receive(*, payload: bytes, signature: str | None) -> Receipt:
         raise delivery_refused(code="payload_invalid", message="The event cannot be stored.") from None
     if row is not None:
         logger.info("gateway event received", extra={"category": "gateway_event_received", "event_id": event_id,
-                                                      "event_type": event_type, "object_id": object_id})
+                                                     "event_type": event_type, "object_id": object_id})
         return Receipt(pk=row[0], event_id=event_id, duplicate=False)
     pk, status = GatewayEvent.objects.filter(event_id=event_id).values_list("pk", "status").get()
     logger.info("gateway event received again", extra={"category": "gateway_event_duplicate", "event_id": event_id,

@@ -143,7 +143,7 @@ def payment_traffic(typical_ms: float, *, payments: int = 40) -> dict[str, Any]:
     for ms, n in ((typical_ms, payments - payments // 10), (typical_ms * 3, payments // 10)):
         counts[next((i for i, b in enumerate(bounds) if ms / 1000 <= b), len(bounds))] += n
     totals = {"buckets": list(bounds), "payments": {"succeeded": payments - payments // 10,
-                                                   "failed": payments // 10},
+                                                    "failed": payments // 10},
               "declines": {"card_declined": payments // 10}, "refunds": {},
               "gateway": {"payment_create": {"calls": payments, "attempts": payments, "retries": 0, "timeouts": 0,
                                              "connect_errors": 0, "answers": {"200": payments},

@@ -107,7 +107,7 @@ def test_an_error_that_persists_becomes_critical(settings, ticker) -> None:
 def test_a_gateway_error_while_payments_sit_unsettled_is_critical_at_once(ticker) -> None:
     gateway = StubCheck("gateway", Reading(status="down", problems=[Problem("unreachable", "error", "probe failed")]))
     payments = StubCheck("payments", Reading(problems=[Problem("unknown_overdue", "error", "3 payments unsettled")],
-                                              figures={"in_flight": {"count": 7, "amounts": {"usd": 7000}}}))
+                                             figures={"in_flight": {"count": 7, "amounts": {"usd": 7000}}}))
     health_check_run(now=ticker(), checks=[gateway, payments])
     alert = Alert.objects.get(component="gateway")
     assert alert.severity == "critical"
@@ -125,7 +125,7 @@ def test_an_alert_carries_the_payments_its_component_affected_while_open(ticker)
     redis = StubCheck("redis", Reading(status="degraded", problems=[Problem("memory", "warning", "85 % of maxmemory")]))
     health_check_run(now=ticker(), checks=[gateway, redis])
     for i, (status, amount, currency) in enumerate([("unknown", 1250, "eur"), ("pending", 500, "eur"),
-                                                     ("pending", 900, "jpy"), ("succeeded", 7000, "eur")]):
+                                                      ("pending", 900, "jpy"), ("succeeded", 7000, "eur")]):
         Payment.objects.create(client=client, idempotency_key=f"k{i}", request_hash="h", amount=amount,
                                currency=currency, payment_method="pm_card_visa", status=status)
     Payment.objects.update(created=ticker.now)  # made while the alert was open, on the runs' clock

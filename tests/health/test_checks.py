@@ -46,7 +46,7 @@ def test_redis_reports_latency_and_memory(ticker) -> None:
 
 
 def test_redis_unreachable_is_down_with_an_error_alert_and_the_service_degraded(settings, ticker,
-                                                                                 client) -> None:
+                                                                                client) -> None:
     from config.redis import get_redis
 
     get_redis.cache_clear()
@@ -168,7 +168,7 @@ def test_a_gateway_outage_marks_it_down_and_alerts_but_ready_stays_200(gateway, 
 
 
 def test_a_slow_gateway_and_refused_calls_show_with_the_payment_pool_and_warn(gateway, settings, ticker,
-                                                                             monkeypatch) -> None:
+                                                                              monkeypatch) -> None:
     from health import fleet
     from payments.gateway import reset_gateway
     from tests.payments.test_saturation import _pay_at_once

@@ -94,7 +94,7 @@ def test_payments_pools_and_health_agree_with_the_tally(client, settings, gatewa
     # The histogram: cumulative buckets ending in +Inf at the count; the two slowed calls
     # above 0.3 s of the suite's 1 s read timeout.
     buckets = sorted((float(s.labels["le"]), s.value) for s in found["payops_gateway_request_duration_seconds_bucket"]
-                      if s.labels["process"] == me and s.labels["operation"] == "payment_create")
+                     if s.labels["process"] == me and s.labels["operation"] == "payment_create")
     assert buckets[-1] == (float("inf"), 8) and [v for _, v in buckets] == sorted(v for _, v in buckets)
     assert 8 - dict(buckets)[0.3] == 2
     assert value(found, "payops_gateway_request_duration_seconds_count", **op) == 8

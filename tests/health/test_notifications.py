@@ -124,7 +124,7 @@ def test_a_manual_resolution_of_a_notified_alert_is_notified(channels, mailoutbo
 
 
 def test_sending_never_blocks_the_check_and_the_webhook_url_is_never_logged(settings, webhook, caplog,
-                                                                           ticker) -> None:
+                                                                            ticker) -> None:
     caplog.set_level(logging.DEBUG)
     webhook.delay = 3.0
     settings.ALERT_WEBHOOK_URL = webhook.url + "?token=s3cr3t-hook-token"
@@ -161,7 +161,7 @@ def _lost_notification(*, minutes_ago: float, condition: str = "unreachable") ->
 
 
 def test_a_notification_whose_task_was_lost_is_sent_by_a_later_health_run_once(channels, mailoutbox,
-                                                                             caplog) -> None:
+                                                                               caplog) -> None:
     lost = _lost_notification(minutes_ago=3)
     recent = _lost_notification(minutes_ago=0.5, condition="slow")  # its task may still be on its way
     health_check_run(now=timezone.now(), checks=[StubCheck("celery")])

@@ -25,7 +25,7 @@ def web_pool(predicate):  # type: ignore[no-untyped-def]
 
 
 def test_holding_17_then_19_of_20_warns_then_criticals_exhaustion_errors_and_release_resolves(tmp_path,
-                                                                                           ticker) -> None:
+                                                                                              ticker) -> None:
     env = {"DB_MAX_CONNECTIONS": "20", "DB_MIN_CONNECTIONS": "1", "DB_CONNECTION_TIMEOUT": "1000",
            "HEALTH_PUBLISH_INTERVAL": "1", "HEALTH_CHECK_INTERVAL": "2"}
     check = DatabaseCheck()

@@ -123,12 +123,12 @@ def test_a_run_two_intervals_old_is_not_stale(client, settings) -> None:
 
 def test_a_down_component_makes_the_overall_status_down(client) -> None:
     health_check_run(checks=[StubCheck("database", Reading(status="down", problems=[Problem("unreachable", "error",
-                                                                                             "away")]))])
+                                                                                            "away")]))])
     assert client.get("/health/status").json() == {"status": "down"}
 
 
 def test_redis_down_makes_the_overall_status_degraded_only(client) -> None:
     # Payments go on without Redis (rate limit and breaker fall back to each process).
     health_check_run(checks=[StubCheck("redis", Reading(status="down", problems=[Problem("unreachable", "error",
-                                                                                          "away")]))])
+                                                                                         "away")]))])
     assert client.get("/health/status").json() == {"status": "degraded"}

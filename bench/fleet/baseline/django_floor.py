@@ -52,7 +52,7 @@ def create_payment(request: HttpRequest) -> JsonResponse:
                                  "payment_method": data["payment_method"], "confirm": "true"})
     intent = answer.json()
     RecordedCharge.objects.filter(pk=charge.pk, status="processing").update(status=intent["status"],
-                                                                          gateway_id=intent["id"])
+                                                                            gateway_id=intent["id"])
     return JsonResponse({"id": charge.pk, "gateway_id": intent["id"], "status": intent["status"]}, status=201)
 
 

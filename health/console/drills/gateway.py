@@ -72,7 +72,7 @@ def payment_timeout(*, timeouts: int, amount: int, progress: Progress) -> dict[s
             progress(1, 4, f"paying: every try waits up to {settings.PAYMENT_TIMEOUT:.1f} s")
             key = f"drill-{uuid.uuid4().hex}"
             record = idempotency_claim(client=client, key=key, endpoint="payments",
-                                                        request_hash=key).record
+                                       request_hash=key).record
             payment = payment_create(
                 client=client, record=record, amount=amount, currency="usd", payment_method="pm_card_visa",
                 reference=f"console drill {key[-8:]}", metadata={"drill": "payment_timeout"},

@@ -34,7 +34,7 @@ def log_test(*, run_id: int, progress: Progress) -> dict[str, Any]:
     for index, handler in enumerate(handlers, start=1):
         progress(index - 1, len(handlers) + 1, f"sending to {handler.__class__.__name__}")
         entry: dict[str, Any] = {"handler": handler.__class__.__name__, "name": handler.get_name() or "",
-                 "level": logging.getLevelName(handler.level), "target": _handler_target(handler)}
+                                 "level": logging.getLevelName(handler.level), "target": _handler_target(handler)}
         if record.levelno < handler.level:
             entry.update(delivered=False, error="below the handler's level")
         else:
