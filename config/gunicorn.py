@@ -28,7 +28,7 @@ def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     os.environ["PROCESS_ROLE"] = os.environ.get("PROCESS_ROLE", "web")
 
 
-def worker_exit(server, worker):  # noqa: ARG001
+def worker_exit(server, worker):  # noqa: ARG001 - gunicorn calls hooks with this signature
     # Flush buffered log handlers (CloudWatch) with a bound, so shutdown never hangs.
     import logging
 

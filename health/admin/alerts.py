@@ -16,10 +16,8 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from health.admin.display import AlertStateFilter, ComponentFilter, badge
-from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import selectors as console_selectors
 from health.console import services as console_services
-from health.console import tasks as _drill_tasks  # noqa: F401 - registers the drill task in every worker
 from health.console import views
 from health.console.charts import Series, line_chart
 from health.console.forms import AlertNoteForm, AlertSilenceForm

@@ -7,9 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import selectors as console_selectors
-from health.console import tasks as _drill_tasks  # noqa: F401 - registers the drill task in every worker
 from health.models import Alert
 
 

@@ -9,8 +9,6 @@ from django.http import HttpRequest
 from django.urls import URLPattern, path
 
 from health.admin.display import ComponentFilter, badge
-from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
-from health.console import tasks as _drill_tasks  # noqa: F401 - registers the drill task in every worker
 from health.console import views
 from health.models import ComponentSnapshot, HealthCheckRun
 

@@ -9,9 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from health.console import audit as _audit  # noqa: F401 - registers the audit trail's pages
 from health.console import services as console_services
-from health.console import tasks as _drill_tasks  # noqa: F401 - registers the drill task in every worker
 from health.console.users import acting_user
 from health.models import AlertNotification, Silence
 from health.services.alerts import alert_silence, alert_silence_end

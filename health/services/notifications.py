@@ -15,6 +15,7 @@ from django.core.mail import send_mail
 from django.db import connections, transaction
 from django.utils import timezone
 
+from config.http.outbound import get_outbound
 from health.models import (
     Alert,
     AlertNotification,
@@ -64,7 +65,7 @@ def _notification_enqueue(notification_id: int) -> None:
         # request that tripped the breaker); a notification not queued is sent again by a
         # later health run (alert_notifications_resend).
         alert_notify.apply_async((notification_id,), retry=False)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the broker away must not fail the alert; the resend covers it
         logger.warning("alert notification %s not queued", notification_id,
                        extra={"category": "alert_notify_queue_error", "notification_id": notification_id})
 
@@ -81,8 +82,8 @@ def _notification_send_quietly(notification_id: int) -> None:
 def _in_own_connection(work: Callable[[], None]) -> None:
     try:
         work()
-    except Exception:  # noqa: BLE001
-        logger.exception("breaker alert not recorded", extra={"category": "alert_error"})
+    except Exception:  # noqa: BLE001 - off the caller's thread: nothing else would catch it
+        logger.exception("alert work off the caller's thread failed", extra={"category": "alert_error"})
     finally:
         connections.close_all()
 
@@ -127,20 +128,18 @@ def alert_notification_send(*, notification_id: int) -> AlertNotification | None
         try:
             subject, body = _email_text(notification)
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, settings.ALERT_EMAILS, fail_silently=False)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any mail failure is recorded and retried
             errors.append(f"email: {exc.__class__.__name__}")
         else:
             notification.email_sent_at = timezone.now()
     if settings.ALERT_WEBHOOK_URL and notification.webhook_sent_at is None:
         try:
-            from config.http.outbound import get_outbound
-
             signed, headers = webhook_signed(payload=_webhook_body(notification), secret=settings.ALERT_WEBHOOK_SECRET)
             response = get_outbound().request("POST", settings.ALERT_WEBHOOK_URL, data=signed, headers=headers,
                                               timeout=WEBHOOK_TIMEOUT)
             if not 200 <= response.status_code < 300:
                 raise NotificationFailed(f"answered {response.status_code}")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any webhook failure is recorded and retried
             errors.append(f"webhook: {exc.__class__.__name__} {exc if isinstance(exc, NotificationFailed) else ''}")
         else:
             notification.webhook_sent_at = timezone.now()

@@ -3,9 +3,9 @@
 Every request already asks Redis once (the rate limit); the same script also returns the
 key generation, a random token that any change of an API key (create, rotate, revoke, edit,
 delete) replaces. A key found here is trusted only while the token is the one it was found
-under, so a revocation applies to every process at its next request, as before. When Redis
+under, so a revocation applies to every process at its next request. When Redis
 cannot say (unreachable, or the token lost in a Redis restart) nothing is trusted from here:
-every request asks PostgreSQL, as before. A change whose broadcast was lost while Redis was
+every request asks PostgreSQL. A change whose broadcast was lost while Redis was
 away but the processes still reached it is bounded by MAX_AGE.
 """
 

@@ -39,7 +39,7 @@ def _on_transition(old: str, new: str, snapshot: Any) -> None:
     for listener in list(_listeners):
         try:
             listener(old=old, new=new, snapshot=snapshot)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a listener must never disturb a payment
             logger.exception("breaker listener failed", extra={"category": "alert_error"})
 
 
