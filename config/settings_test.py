@@ -29,7 +29,7 @@ _TEST_ENV = {
 for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
-from config.settings import *  # noqa: E402,F401,F403
+from config.settings import *  # noqa: E402,F401,F403 - the test settings are the settings, overridden
 
 # Test-only endpoints (hold a database connection, and the like) for servers the tests start.
 ROOT_URLCONF = "tests.support.urls"

@@ -126,7 +126,7 @@ class FastGateway:
     def _create(self, req: Request) -> Response:
         params = parse_params(req)
         try:
-            amount = int(params.get("amount"))  # type: ignore[arg-type]
+            amount = int(params.get("amount"))  # type: ignore[arg-type]  # None is caught below as a TypeError
         except (TypeError, ValueError):
             amount = 0
         currency = params.get("currency")

@@ -48,7 +48,7 @@ def _fail_authentication_like_stripe() -> None:
             schedule_webhook(resources.Event("payment_intent.payment_failed", intent))
         return intent
 
-    authenticate.sandbox_wrapped = True  # type: ignore[attr-defined]
+    authenticate.sandbox_wrapped = True  # type: ignore[attr-defined]  # a marker on the function: wrap only once
     resources.PaymentIntent._api_authenticate = staticmethod(authenticate)
     resources.extra_apis[:] = [(method, url, authenticate if url.endswith("/_authenticate") else func)
                                for method, url, func in resources.extra_apis]

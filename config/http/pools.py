@@ -73,7 +73,7 @@ class _InstrumentedMixin:
     def urlopen(self, method, url, *args: Any, **kwargs: Any):
         if kwargs.get("pool_timeout") is None:
             kwargs["pool_timeout"] = self.pool_wait
-        return super().urlopen(method, url, *args, **kwargs)  # type: ignore[misc]
+        return super().urlopen(method, url, *args, **kwargs)  # type: ignore[misc]  # the mixin's base is the pool class, unknown to mypy
 
     def _get_conn(self, timeout: float | None = None):
         counters = self.counters
@@ -81,7 +81,7 @@ class _InstrumentedMixin:
             counters.waiting += 1
         started = time.perf_counter()
         try:
-            return super()._get_conn(timeout)  # type: ignore[misc]
+            return super()._get_conn(timeout)  # type: ignore[misc]  # the mixin's base is the pool class, unknown to mypy
         except EmptyPoolError:
             with counters.lock:
                 counters.pool_full += 1
@@ -100,7 +100,7 @@ class _InstrumentedMixin:
         with self.counters.lock:
             self.counters.requests += 1
         try:
-            response = super()._make_request(conn, method, url, *args, **kwargs)  # type: ignore[misc]
+            response = super()._make_request(conn, method, url, *args, **kwargs)  # type: ignore[misc]  # mixin base
         except BaseException as exc:
             with self.counters.lock:
                 self.counters.errors += 1
@@ -171,7 +171,7 @@ class InstrumentedAdapter(HTTPAdapter):
 
 
 def _pool_figures(client: str, pool: HTTPConnectionPool) -> dict[str, Any]:
-    counters: PoolCounters = pool.counters  # type: ignore[attr-defined]
+    counters: PoolCounters = pool.counters  # type: ignore[attr-defined]  # set on our pool classes only
     queue = pool.pool
     slots = list(queue.queue) if queue is not None else []
     idle = sum(1 for conn in slots if conn is not None)

@@ -50,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             if record.exc_info and record.exc_info[0]:
                 payload["exc_type"] = record.exc_info[0].__name__
             # exc_text is the traceback the redaction filter already masked; prefer it.
-            payload["exc"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+            payload["exc"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]  # exc_info[0] checked above
         if record.stack_info:
             payload["stack"] = record.stack_info
         if emf is not None:

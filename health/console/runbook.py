@@ -100,7 +100,7 @@ def render(text: str) -> Runbook:
                 close_list()
                 out.append(f"<{tag}>")
                 list_tag = tag
-            out.append(f"<li>{_inline((bullet or numbered).group(1))}</li>")  # type: ignore[union-attr]
+            out.append(f"<li>{_inline((bullet or numbered).group(1))}</li>")  # type: ignore[union-attr]  # one of them matched
         elif not stripped:
             flush_paragraph()
             close_list()

@@ -184,7 +184,7 @@ class GatewayClient:
         try:
             # No redirects: a payment is never re-sent to another address.
             # requests hands a urllib3 Timeout to urllib3 as it is (separate connect and read).
-            response = self.session.send(self._prepare(method, path, data, idempotency_key), timeout=timeout,  # type: ignore[arg-type]
+            response = self.session.send(self._prepare(method, path, data, idempotency_key), timeout=timeout,  # type: ignore[arg-type]  # a urllib3 Timeout, which requests passes through
                                          allow_redirects=False)
             body = response.content  # read inside the try: a truncated body raises here
         except requests.RequestException as exc:

@@ -67,7 +67,7 @@ class Reply:
         rate = self.failures / self.calls if self.calls > 0 else 0.0
         return BreakerSnapshot(
             name=name,
-            state=self.state,  # type: ignore[arg-type]
+            state=self.state,  # type: ignore[arg-type]  # the script answers only the three states
             calls=self.calls,
             failures=self.failures,
             failure_rate=rate,
