@@ -23,7 +23,7 @@ from health.models import (
     Silence,
 )
 from health.selectors import silences_active
-from health.services.notifications import _notification_queue
+from health.services.notifications import notification_queue
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _notify_if_due(alert: Alert, *, now: datetime) -> None:
     event = NotificationEvent.RAISED if alert.notified_rank == 0 else NotificationEvent.ESCALATED
     alert.notified_rank = alert.severity_rank
     alert.save(update_fields=["notified_rank", "updated_at"])
-    _notification_queue(alert, event)
+    notification_queue(alert, event)
 
 
 @transaction.atomic
@@ -180,7 +180,7 @@ def alert_resolve(*, alert: Alert, by: User | None = None, note: str = "",
                "by": by.get_username() if by is not None else None},
     )
     if notified:
-        _notification_queue(alert, NotificationEvent.RESOLVED)
+        notification_queue(alert, NotificationEvent.RESOLVED)
     return alert
 
 

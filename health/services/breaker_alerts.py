@@ -14,7 +14,7 @@ from health.models import (
     Severity,
 )
 from health.services.alerts import alert_raise, alert_resolve
-from health.services.notifications import _in_own_connection
+from health.services.notifications import in_own_connection
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def alert_from_breaker_transition(*, old: str, new: str, snapshot: Any) -> None:
     else:
         return
     if connection.in_atomic_block:
-        threading.Thread(target=_in_own_connection, args=(work,), name="health-breaker-alert", daemon=True).start()
+        threading.Thread(target=in_own_connection, args=(work,), name="health-breaker-alert", daemon=True).start()
         return
     try:
         work()

@@ -44,13 +44,13 @@ class NotificationFailed(Exception):
     pass
 
 
-def _notification_queue(alert: Alert, event: str) -> None:
+def notification_queue(alert: Alert, event: str) -> None:
     notification = AlertNotification.objects.create(alert=alert, event=event, severity=alert.severity)
     if alert.component == SELF_COMPONENT:
         # The dead-man's switch trips when the workers may be what stopped: it cannot count on
         # them to deliver its news, so this process sends it, off the caller's thread.
         transaction.on_commit(lambda: threading.Thread(
-            target=_in_own_connection, args=(lambda: _notification_send_quietly(notification.pk),),
+            target=in_own_connection, args=(lambda: _notification_send_quietly(notification.pk),),
             name="health-notify", daemon=True).start())
         return
     # After commit, so the task finds the row and the check never waits for a mail server.
@@ -79,7 +79,7 @@ def _notification_send_quietly(notification_id: int) -> None:
         _notification_enqueue(notification_id)
 
 
-def _in_own_connection(work: Callable[[], None]) -> None:
+def in_own_connection(work: Callable[[], None]) -> None:
     try:
         work()
     except Exception:  # noqa: BLE001 - off the caller's thread: nothing else would catch it

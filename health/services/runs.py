@@ -30,7 +30,7 @@ from health.models import (
 from health.rules import Finding, findings_for
 from health.services.alerts import alert_raise, alert_resolve
 from health.services.notifications import alert_notifications_resend
-from health.services.switch import _stale_alert_clear, _stale_switch_lock
+from health.services.switch import stale_alert_clear, stale_switch_lock
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def health_check_run(*, now: datetime | None = None, interval: int | None = None
             [_snapshot(run, name, reading) for name, reading in readings.items()]
         )
         _alerts_apply(readings=readings, seen_at=started_at, impact=impact)
-        _stale_switch_lock()
-        _stale_alert_clear(seen_at=started_at)
+        stale_switch_lock()
+        stale_alert_clear(seen_at=started_at)
         alert_notifications_resend(now=started_at)
     logger.info(
         "health run %s: %s in %.0f ms", tick.isoformat(), run.status, run.duration_ms,

@@ -21,7 +21,7 @@ from health.services.notifications import SELF_COMPONENT
 STALE_SWITCH_LOCK = 0x70617973_7374616C  # pg_advisory_xact_lock key ("pays" "stal")
 
 
-def _stale_switch_lock() -> None:
+def stale_switch_lock() -> None:
     """Orders a web process tripping the switch against a run landing: without it, a process
     that read the last run just before a new one committed raises (or reopens) the alert right
     after that run resolved it, and ops are paged for an episode that is over."""
@@ -34,7 +34,7 @@ def health_stale_alert(*, staleness: Staleness) -> Alert | None:
     """Raises the critical health/stale alert when runs stopped, at most once per interval."""
     if not staleness.stale or staleness.last_run_at is None:
         return None
-    _stale_switch_lock()
+    stale_switch_lock()
     # Read again under the lock: a run that landed since the caller looked ends the episode.
     staleness = health_staleness()
     if not staleness.stale or staleness.last_run_at is None:
@@ -51,7 +51,7 @@ def health_stale_alert(*, staleness: Staleness) -> Alert | None:
     )
 
 
-def _stale_alert_clear(*, seen_at: datetime) -> None:
+def stale_alert_clear(*, seen_at: datetime) -> None:
     # A run is the proof the switch waits for: no hysteresis.
     for alert in Alert.objects.filter(component=SELF_COMPONENT, condition="stale",
                                       status__in=ACTIVE_ALERT_STATUSES):

@@ -42,7 +42,7 @@ _settle_publishers = threading.BoundedSemaphore(SETTLE_PUBLISHERS)
 
 
 # --- Payments ------------------------------------------------------------------------------
-def _release_db_connection() -> None:
+def db_connection_release() -> None:
     # Never hold a pooled database connection across a gateway call of up to the deadline:
     # a slow gateway would otherwise exhaust the database pool.
     if not connection.in_atomic_block:
@@ -53,14 +53,14 @@ def _release_db_connection() -> None:
 Answer = Callable[[Payment], ApiAnswer]
 
 
-def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
-                  release: tuple[IdempotencyRecord, Answer] | None = None) -> Payment | None:
+def payment_outcome_write_first(payment: Payment, outcome: Outcome, result: GatewayResult,
+                                release: tuple[IdempotencyRecord, Answer] | None = None) -> Payment | None:
     """The first answer for a payment this request opened: one statement writes it, its
     attempts and (with `release`) the idempotency record's answer, instead of a locked read, a
     save and two more commits. Only the holder of the claim writes a processing payment with
     no attempts yet, so the condition is the lock. None when the outcome needs follow-up
-    (settlement, the customer's authentication: `_apply` schedules it) or when the payment
-    moved meanwhile; the caller then uses `_apply` and the claim is released as usual."""
+    (settlement, the customer's authentication: `payment_outcome_write` schedules it) or when the payment
+    moved meanwhile; the caller then uses `payment_outcome_write` and the claim is released as usual."""
     if outcome.status in (S.UNKNOWN, S.REQUIRES_ACTION):
         return None
     now = timezone.now()
@@ -92,8 +92,8 @@ def _apply_opened(payment: Payment, outcome: Outcome, result: GatewayResult,
     return payment
 
 
-def _apply(payment_id: str, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str,
-           only_from: Collection[str], previous: str | None = None) -> Payment:
+def payment_outcome_write(payment_id: str, outcome: Outcome, *, attempts: Sequence[Attempt], operation: str,
+                          only_from: Collection[str], previous: str | None = None) -> Payment:
     """Writes what the gateway said, under the payment's lock, if the payment is still in one of
     `only_from` (another path may have settled it meanwhile: then it is left as it is).
     `previous` is the status before a send claimed the payment (a read claims nothing)."""
@@ -165,7 +165,7 @@ def settle_delay(*, settle_count: int) -> int:
     return delays[min(settle_count, len(delays) - 1)]
 
 
-def _schedule_settle(payment_id: str, delay: int) -> None:
+def payment_settle_schedule(payment_id: str, delay: int) -> None:
 
     try:
         # One try, bounded by the broker's socket timeouts; the sweep is the retry.
@@ -183,7 +183,7 @@ def _schedule_settle_off_thread(payment_id: str, delay: int) -> None:
 
     def publish() -> None:
         try:
-            _schedule_settle(payment_id, delay)
+            payment_settle_schedule(payment_id, delay)
         finally:
             _settle_publishers.release()
 

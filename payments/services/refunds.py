@@ -29,7 +29,7 @@ from payments.models import (
 )
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome, refund_outcome
-from payments.services.recording import _release_db_connection, settle_delay
+from payments.services.recording import db_connection_release, settle_delay
 from payments.tasks import refund_settle_task
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def refund_submit(*, refund_id: str) -> Refund:
     if refund.gateway_id:
         return refund_reconcile(refund_id=refund_id)
     previous = refund.status
-    _release_db_connection()
+    db_connection_release()
     result = get_gateway().create_refund(
         idempotency_key=refund.gateway_idempotency_key, payment_intent=refund.payment.gateway_id or "",
         amount=refund.amount, metadata={"refund_id": refund.id, "payment_id": refund.payment_id},
@@ -102,7 +102,7 @@ def refund_reconcile(*, refund_id: str) -> Refund:
     refund = Refund.objects.get(pk=refund_id)
     if refund.status not in UNFINISHED or not refund.gateway_id:
         return refund
-    _release_db_connection()
+    db_connection_release()
     result = get_gateway().retrieve_refund(refund.gateway_id)
     if not result.ok:
         return refund

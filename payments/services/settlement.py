@@ -19,7 +19,12 @@ from payments.models import (
 from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome, intent_outcome
 from payments.services import refunds
-from payments.services.recording import _apply, _release_db_connection, _schedule_settle, settle_delay
+from payments.services.recording import (
+    db_connection_release,
+    payment_outcome_write,
+    payment_settle_schedule,
+    settle_delay,
+)
 from payments.services.submit import payment_submit
 
 logger = logging.getLogger(__name__)
@@ -38,7 +43,7 @@ def payment_reconcile(*, payment_id: str, gateway_id: str | None = None) -> Paym
     intent_id = payment.gateway_id or gateway_id
     if payment.status in FINAL_STATUSES or payment.status == S.PENDING or not intent_id:
         return payment
-    _release_db_connection()
+    db_connection_release()
     result = get_gateway().retrieve_payment_intent(intent_id)
     if result.outcome == "not_found" and payment.gateway_id:
         outcome = Outcome(S.UNKNOWN, "not_found_at_gateway",
@@ -51,8 +56,8 @@ def payment_reconcile(*, payment_id: str, gateway_id: str | None = None) -> Paym
         return payment
     else:
         outcome = intent_outcome(result.data)
-    return _apply(payment_id, outcome, attempts=result.attempts, operation="retrieve",
-                  only_from={S.UNKNOWN, S.PROCESSING, S.REQUIRES_ACTION})
+    return payment_outcome_write(payment_id, outcome, attempts=result.attempts, operation="retrieve",
+                                 only_from={S.UNKNOWN, S.PROCESSING, S.REQUIRES_ACTION})
 
 
 def payment_cancel_expired(*, payment: Payment) -> Payment:
@@ -62,15 +67,15 @@ def payment_cancel_expired(*, payment: Payment) -> Payment:
         return payment
     if timezone.now() - payment.created < timedelta(seconds=settings.PAYMENT_ACTION_EXPIRY):
         return payment
-    _release_db_connection()
+    db_connection_release()
     result = get_gateway().cancel_payment_intent(gateway_id=payment.gateway_id,
                                                  idempotency_key=f"{payment.gateway_idempotency_key}-cancel")
     if not result.ok:
         # Most often the customer finished just now and the intent can no longer be canceled:
         # what the gateway holds decides.
         return payment_reconcile(payment_id=payment.id)
-    return _apply(payment.id, intent_outcome(result.data), attempts=result.attempts, operation="cancel",
-                  only_from={S.REQUIRES_ACTION})
+    return payment_outcome_write(payment.id, intent_outcome(result.data), attempts=result.attempts, operation="cancel",
+                                 only_from={S.REQUIRES_ACTION})
 
 
 def payment_settle(*, payment_id: str) -> Payment:
@@ -104,7 +109,7 @@ def payment_intent_read(*, payment: Payment, gateway_id: str) -> Outcome:
         raise SettleRefused(f"A {payment.status} payment is settled already.")
     if not gateway_id:
         raise SettleRefused("Give the gateway's id of the intent (pi_…), from its dashboard.")
-    _release_db_connection()
+    db_connection_release()
     result = get_gateway().retrieve_payment_intent(gateway_id)
     if result.outcome == "not_found":
         raise SettleRefused(f"The gateway holds no intent {gateway_id}.")
@@ -125,7 +130,7 @@ def payment_settle_by_hand(*, payment_id: str, gateway_id: str) -> Payment:
     outcome = payment_intent_read(payment=payment, gateway_id=gateway_id)
     if outcome.status == S.UNKNOWN:
         raise SettleRefused("The gateway has not settled this payment either; wait for it.")
-    return _apply(payment_id, outcome, attempts=[], operation="retrieve", only_from=SETTLED_BY_ASKING)
+    return payment_outcome_write(payment_id, outcome, attempts=[], operation="retrieve", only_from=SETTLED_BY_ASKING)
 
 
 def payment_claim_free_in(*, payment: Payment) -> float:
@@ -144,7 +149,7 @@ def payment_settle_due(*, limit: int = 500) -> dict[str, int]:
         ).exclude(failure_code="settle_manually").values_list("id", flat=True)[:limit]
     )
     for payment_id in due:
-        _schedule_settle(payment_id, 0)
+        payment_settle_schedule(payment_id, 0)
     refunds_queued = refunds.refund_settle_due(limit=limit)
     expired = Payment.objects.filter(
         status=S.PENDING, created__lt=now - timedelta(seconds=settings.PAYMENT_PENDING_EXPIRY)

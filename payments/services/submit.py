@@ -22,7 +22,12 @@ from payments.models import PaymentStatus as S
 from payments.outcomes import Outcome, create_outcome
 from payments.services import create_path_sql
 from payments.services.idempotency import RESEND_WINDOW
-from payments.services.recording import Answer, _apply, _apply_opened, _release_db_connection
+from payments.services.recording import (
+    Answer,
+    db_connection_release,
+    payment_outcome_write,
+    payment_outcome_write_first,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +97,9 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None,
     if timezone.now() - payment.created > RESEND_WINDOW and payment.attempt_count:
         # Past the gateway's idempotency window a re-send could charge twice: stop, ask ops.
         outcome = Outcome(S.UNKNOWN, "settle_manually", "past the gateway's idempotency window")
-        return _apply(payment_id, outcome, attempts=[], operation="create", only_from={S.PROCESSING},
-                      previous=previous)
-    _release_db_connection()
+        return payment_outcome_write(payment_id, outcome, attempts=[], operation="create", only_from={S.PROCESSING},
+                                     previous=previous)
+    db_connection_release()
     metadata = {**payment.metadata, "payment_id": payment.id}
     if payment.reference:
         metadata["reference"] = payment.reference
@@ -104,8 +109,8 @@ def payment_submit(*, payment_id: str, opened: Payment | None = None,
     )
     outcome = create_outcome(result, previous=previous)
     if opened is not None:
-        applied = _apply_opened(payment, outcome, result, release)
+        applied = payment_outcome_write_first(payment, outcome, result, release)
         if applied is not None:
             return applied
-    return _apply(payment_id, outcome, attempts=result.attempts, operation="create", only_from={S.PROCESSING},
-                  previous=previous)
+    return payment_outcome_write(payment_id, outcome, attempts=result.attempts, operation="create", only_from={S.PROCESSING},
+                                 previous=previous)
