@@ -212,21 +212,17 @@ def _fired(fleet: Fleet, kind: str) -> int:
     return int((fleet.sandbox.stats().get("faults_applied") or {}).get(kind, 0))
 
 
-def breaker_reset() -> None:
+def breaker_reset(fleet: Fleet) -> None:
     """Close the fleet's shared gateway breaker, as an operator's reset does: a row that left it
     open (the gateway refused our key for the whole row) must not answer the next row's first
     payments with `circuit_open`. Recovering by itself is what bench/fleet/gateway_outage.py measures."""
-    from payments.gateway import get_gateway
-
-    breaker = get_gateway().breaker
-    if breaker is not None:
-        breaker.reset()
+    fleet.breaker().reset()
 
 
 def run_kind(fleet: Fleet, *, api_key: str, kind: str, opts: Options) -> Row:
     """Drive one row: arm, pay concurrently, clear, let the fleet settle, compare with the gateway."""
     run_id = common.new_run_id()
-    breaker_reset()
+    breaker_reset(fleet)
     started = time.monotonic()
     fired_before = _fired(fleet, kind)
     arm(fleet, kind, opts)

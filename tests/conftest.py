@@ -84,4 +84,5 @@ def worker(django_db_setup, django_db_blocker, sandbox, tmp_path_factory):
     """A real Celery worker consuming from the real Redis broker against the test database."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     with celery_worker(log=log, PAYMENT_GATEWAY_URL=sandbox.proxy_url) as proc:
+        proc.log_path = log  # type: ignore[attr-defined]  # where a test reads which tasks it ran
         yield proc

@@ -198,7 +198,7 @@ class Fleet:
         self.procs.clear()
         if hasattr(self, "env"):
             # Tasks beat queued and pings left unrun must not reach the next run or test on this
-            # Redis database (the suite shares one with its own worker).
+            # Redis database.
             self.redis_clean()
         for attr in ("sandbox",):
             if hasattr(self, attr):
@@ -261,10 +261,35 @@ class Fleet:
         return time.monotonic()
 
     # -- Redis (direct, not through the proxy) -----------------------------------------------
+    # The caller reaches the fleet's broker and breaker through these, never through its own
+    # Django settings: in the test suite those name the session's Redis, whose Celery worker
+    # serves another gateway, and a settlement it took from the fleet would charge there.
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{REDIS[0]}:{REDIS[1]}/{self.redis_db}"
+
     def redis(self):  # type: ignore[no-untyped-def]
         import redis
 
         return redis.Redis(host=REDIS[0], port=REDIS[1], db=self.redis_db, socket_timeout=2)
+
+    def send_task(self, name: str, **options: Any) -> Any:
+        """Queues a task on the fleet's broker, as its beat or web would (Celery's send_task options)."""
+        from config.celery import app
+
+        with app.connection_for_write(self.redis_url) as connection:
+            return app.send_task(name, connection=connection, **options)
+
+    def task_succeeded(self, task_id: str) -> bool:
+        """Whether the fleet's result backend holds a success for `task_id`."""
+        raw = self.redis().get(f"celery-task-meta-{task_id}")
+        return bool(raw) and json.loads(raw).get("status") == "SUCCESS"
+
+    def breaker(self) -> Any:
+        """The fleet's shared gateway breaker, seen from this process (one more member)."""
+        from payments.gateway import build_breaker
+
+        return build_breaker(redis_url=self.redis_url)
 
     def redis_clean(self) -> None:
         """Forget breaker, rate-limit and fleet keys and the task queue left by an earlier run."""
@@ -301,7 +326,7 @@ class Fleet:
 
     def own_pids(self) -> set[int]:
         """Pids of this fleet's processes and their children (gunicorn workers): other
-        processes on the same Redis (a test session's own worker) publish beside them."""
+        processes on the same Redis database would publish beside them."""
         parents: dict[int, int] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -559,9 +584,30 @@ def ledger_check(sandbox: SandboxStack, run_id: str, hits: list[Hit]) -> dict[st
     mismatched = [p.id for p in payments.values() if p.status == "succeeded"
                   and [i["id"] for i in by_payment.get(p.id, [])] != [p.gateway_id]]
     # What the gateway and we each hold for a mismatch: enough to tell a lost id from a wrong one.
-    mismatch_detail = {pid: {"ours": payments[pid].gateway_id,
+    by_id = {i["id"]: i for i in intents}
+
+    def owner(intent_id: str | None) -> Any:
+        intent = by_id.get(intent_id or "")
+        if intent is None and intent_id:
+            # Another run's (an earlier row's) intent: ask the gateway itself whose it is.
+            try:
+                answer = requests.get(f"{sandbox.gateway_url}/v1/payment_intents/{intent_id}", timeout=5,
+                                      headers={"Authorization": "Bearer sk_test_ledger"})
+                if answer.status_code == 404:
+                    return "unknown to this gateway: another gateway's intent (a worker on another gateway?)"
+                intent = answer.json()
+            except (requests.RequestException, ValueError) as exc:
+                return f"not among this run's intents; the gateway could not be asked ({exc})"
+        if intent is None:
+            return None
+        return {"payment_id": (intent.get("metadata") or {}).get("payment_id"), "amount": intent.get("amount"),
+                "status": intent.get("status"), "fleet_run": (intent.get("metadata") or {}).get("fleet_run"),
+                "this_run": intent_id in by_id}
+
+    mismatch_detail = {pid: {"ours": payments[pid].gateway_id, "ours_belongs_to": owner(payments[pid].gateway_id),
                              "gateway": [(i["id"], i.get("status")) for i in by_payment.get(pid, [])],
-                             "attempts": list(payments[pid].attempts.values_list("operation", "outcome"))}
+                             "attempts": list(payments[pid].attempts.order_by("id").values_list(
+                                 "operation", "outcome", "http_status", "gateway_request_id", "error"))}
                        for pid in mismatched}
     return {
         "payments": len(payments),
@@ -592,7 +638,6 @@ def settle_all(fleet: Fleet, run_id: str, *, timeout: float = 60.0) -> list[str]
     runs the settlement tasks the API queued, and the sweep (what beat sends every 60 s) is
     sent here every few seconds so a bounded run need not wait a whole minute. Returns what
     is still unsettled at the end."""
-    from config.celery import app
     from payments.models import Payment
 
     deadline = time.monotonic() + timeout
@@ -604,7 +649,7 @@ def settle_all(fleet: Fleet, run_id: str, *, timeout: float = 60.0) -> list[str]
         if not left:
             return []
         if time.monotonic() - last_sweep > 5:
-            app.send_task("payments.tasks.payment_settle_sweep")
+            fleet.send_task("payments.tasks.payment_settle_sweep")
             last_sweep = time.monotonic()
         time.sleep(0.5)
     return left

@@ -67,14 +67,12 @@ def _watch_status(fleet: Fleet, running: threading.Event, seen: list[tuple[float
             time.sleep(0.5)
 
 
-def _publish_pings(run_id: str, running: threading.Event, sent: list[str]) -> None:
+def _publish_pings(fleet: Fleet, run_id: str, running: threading.Event, sent: list[str]) -> None:
     """Tasks the broker accepted: published straight to Redis (not through the cut proxy)."""
-    from config.celery import app
-
     n = 0
     while running.is_set():
         n += 1
-        sent.append(app.send_task("health.tasks.ping", args=[f"{run_id}-{n}"]).id)
+        sent.append(fleet.send_task("health.tasks.ping", args=[f"{run_id}-{n}"]).id)
         time.sleep(0.2)
 
 
@@ -110,14 +108,11 @@ def _publishing_resumed(fleet: Fleet, marks: dict[str, float], timeout: float) -
 def _tasks_accounted(fleet: Fleet, ids: list[str], timeout: float = 30.0) -> dict[str, int]:
     """Each accepted task: ran (its result is in the backend), held (in the queue or kombu's
     unacked hash, handed out again after the visibility timeout), or lost."""
-    from celery.result import AsyncResult
     from django.conf import settings
-
-    from config.celery import app
 
     deadline = time.monotonic() + timeout
     while True:
-        ran = {i for i in ids if AsyncResult(i, app=app).state == "SUCCESS"}
+        ran = {i for i in ids if fleet.task_succeeded(i)}
         if len(ran) == len(ids) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -181,7 +176,7 @@ def run(fleet: Fleet, *, api_key: str, run_id: str, clients: int, seconds: float
     watching, seen, pings = threading.Event(), [], []
     watching.set()
     helpers = [threading.Thread(target=_watch_status, args=(fleet, watching, seen), daemon=True),
-               threading.Thread(target=_publish_pings, args=(run_id, watching, pings), daemon=True)]
+               threading.Thread(target=_publish_pings, args=(fleet, run_id, watching, pings), daemon=True)]
     for helper in helpers:
         helper.start()
     driver = threading.Thread(target=outage_driver, daemon=True)

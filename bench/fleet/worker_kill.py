@@ -77,14 +77,13 @@ def kill_during_health_run(fleet: Fleet, *, victim: str, restart: str, visibilit
     """Sends one health tick the way beat does, kills `victim` while its gateway probe is held,
     starts `restart`; the figures of what became of that tick."""
     from config import ticks
-    from config.celery import app
     from health.checks import default_checks
     from health.models import HealthCheckRun
 
     before = _applied(fleet, "latency_before")
     fleet.sandbox.fault("latency_before", count=1, method="GET", path_prefix="/v1/balance", delay_ms=15000)
     sent_at = time.time()
-    task_id = app.send_task(HEALTH_TASK, kwargs={"interval": INTERVAL}, expires=INTERVAL * 0.8,
+    task_id = fleet.send_task(HEALTH_TASK, kwargs={"interval": INTERVAL}, expires=INTERVAL * 0.8,
                             headers=ticks.beat_headers("health-check", INTERVAL, sent_at)).id
     tick = common.dt.datetime.fromtimestamp(ticks.tick_of(sent_at, INTERVAL), tz=common.dt.timezone.utc)
     probe_held = wait_until(lambda: _applied(fleet, "latency_before") > before, timeout=20)

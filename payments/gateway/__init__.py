@@ -43,7 +43,8 @@ def _on_transition(old: str, new: str, snapshot: Any) -> None:
             logger.exception("breaker listener failed", extra={"category": "alert_error"})
 
 
-def build_breaker() -> CircuitBreaker:
+def build_breaker(*, redis_url: str | None = None) -> CircuitBreaker:
+    """This process's gateway breaker; `redis_url` names another fleet's Redis (a drill's)."""
     config = BreakerConfig(
         name="gateway",
         failure_rate_threshold=settings.BREAKER_FAILURE_RATE / 100,
@@ -55,7 +56,7 @@ def build_breaker() -> CircuitBreaker:
         open_seconds=settings.BREAKER_OPEN_SECONDS,
         probe_lease_seconds=settings.PAYMENT_DEADLINE,
     )
-    return CircuitBreaker(config, redis_factory=breaker_redis_factory(settings.REDIS_URL),
+    return CircuitBreaker(config, redis_factory=breaker_redis_factory(redis_url or settings.REDIS_URL),
                           on_transition=_on_transition)
 
 

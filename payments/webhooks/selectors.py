@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from payments.models import GatewayEvent, GatewayEventStatus, Payment, Refund
+from payments.models import GatewayEvent, GatewayEventStatus, Payment, Refund, RefundStatus
 
 
 def payment_for_intent(*, intent_id: str, payment_id: str | None) -> Payment | None:
@@ -31,7 +31,8 @@ def refund_for_gateway_refund(*, gateway_refund_id: str, refund_id: str | None) 
 
 def refunds_unfinished_for_intent(*, intent_id: str) -> list[Refund]:
     """Refunds of the intent's payment the gateway has not confirmed or refused yet."""
-    return list(Refund.objects.filter(payment__gateway_id=intent_id, status__in=["pending", "unknown"]))
+    unfinished = [RefundStatus.PENDING, RefundStatus.UNKNOWN]
+    return list(Refund.objects.filter(payment__gateway_id=intent_id, status__in=unfinished))
 
 
 def gateway_events_due(*, received_before: datetime, claimed_before: datetime, limit: int) -> list[int]:

@@ -11,8 +11,12 @@ from django.db import connections
 
 
 def fleet_args(tmp_path: Path) -> dict[str, Any]:
-    """A Fleet on the test session's Redis database, with its logs in the test's tmp_path."""
-    return {"redis_db": int(urlsplit(settings.REDIS_URL).path.strip("/") or 0), "log_dir": tmp_path / "fleet"}
+    """A Fleet on a Redis database of its own (the one after the session's), with its logs in
+    the test's tmp_path. Never the session's own: the session's Celery worker consumes that
+    broker with the session's gateway, so a settlement it took from the fleet would charge a
+    card at a gateway the fleet's ledger check never reads (the crossed intents of issue #15)."""
+    session_db = int(urlsplit(settings.REDIS_URL).path.strip("/") or 0)
+    return {"redis_db": (session_db + 1) % 16, "log_dir": tmp_path / "fleet"}
 
 
 def database() -> str:

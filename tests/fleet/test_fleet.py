@@ -1,6 +1,6 @@
 """Bounded versions of the fleet drills in bench/fleet/: a real loopback fleet (gunicorn
 workers, Celery workers, the sandbox, TCP proxies in front of PostgreSQL and Redis) on the
-pytest test database and the suite's Redis database.
+pytest test database and a Redis database of their own (tests/fleet/support.py).
 
     DATABASE_TEST_NAME=test_payops_fleet REDIS_URL=redis://127.0.0.1:6379/8 \
         .venv/bin/python -m pytest tests/fleet -q
@@ -19,6 +19,7 @@ from bench.fleet import common, pg_restart, pool_pressure
 from bench.fleet.common import Fleet, Load, Payer
 from tests.fleet.support import database, fleet_args
 from tests.payments.factories import make_client
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -56,9 +57,7 @@ def test_postgresql_restart_mid_load_loses_and_duplicates_nothing(tmp_path) -> N
     assert result.ok, result.checks
 
 
-def test_two_web_processes_and_two_workers_share_breaker_and_pool_statistics(tmp_path) -> None:
-    from payments.gateway import build_breaker
-
+def test_two_web_processes_and_two_workers_share_breaker_and_pool_statistics(tmp_path, worker) -> None:
     _, key = make_client()
     with Fleet(database=database(), web_masters=2, web_workers=1, threads=4, celery_workers=2,
                **fleet_args(tmp_path)) as fleet:
@@ -74,7 +73,7 @@ def test_two_web_processes_and_two_workers_share_breaker_and_pool_statistics(tmp
             # Both web processes pay: each has its own pool, published beside the other's.
             assert [payer.pay_once(session, load, uuid.uuid4().hex, 700, n).status for n in range(4)] == [201] * 4
 
-            breaker = build_breaker()  # this process, the same Redis: one more member of the fleet
+            breaker = fleet.breaker()  # this process on the fleet's Redis: one more member of the fleet
             breaker.force(state="open", reason="fleet drill", until=time.time() + 60, by="tests/fleet")
             try:
                 # A process trusts a "closed" it heard for sync_interval (0.25 s): after that, all see it.
@@ -111,3 +110,10 @@ def test_two_web_processes_and_two_workers_share_breaker_and_pool_statistics(tmp
         assert len(webs) >= 2, fleet.fleet_docs()
         server = common.pg_connections(database())
         assert server.get("payops-web", 0) >= 2
+
+        # The fleet's tasks are its own workers' alone: the session's worker (another gateway,
+        # the same database) took none of them. It did once, and charged there (issue #15).
+        pings = [fleet.send_task("health.tasks.ping", args=[f"isolation-{n}"]).id for n in range(20)]
+        assert wait_until(lambda: all(fleet.task_succeeded(t) for t in pings), timeout=20)
+        session_log = worker.log_path.read_text(errors="replace")
+        assert not [t for t in pings if t in session_log]

@@ -253,6 +253,36 @@ def test_opens_on_failure_rate_only_after_minimum_calls(make, sync_interval) -> 
     assert rec.calls[0][2].calls == 10 and rec.calls[0][2].failure_rate == pytest.approx(0.9)
 
 
+# (minimum calls, threshold, successes, failures): the one "would this open?" rule, written
+# in Python (BreakerConfig.opens, which the in-process breaker uses) and in the Lua script.
+OPENING_CASES = [
+    (10, 0.5, 0, 9), (10, 0.5, 1, 9), (10, 0.5, 6, 4), (10, 0.5, 6, 6), (10, 0.5, 7, 6),
+    (5, 0.5, 5, 5), (5, 0.5, 6, 5), (4, 0.75, 1, 3), (4, 0.75, 2, 3), (20, 0.1, 18, 2), (20, 0.1, 19, 2),
+    (1, 1.0, 0, 1), (1, 1.0, 1, 1), (3, 0.34, 2, 1), (3, 0.33, 2, 1),
+]
+
+
+@pytest.mark.parametrize("store", ["redis", "in-process"])
+def test_the_python_rule_and_the_lua_script_open_on_the_same_cases(make, store) -> None:
+    # Successes first, then failures: each failure raises the rate, so the circuit ends open
+    # exactly when the rule holds for the final counts.
+    decided = {}
+    for minimum, threshold, successes, failures in OPENING_CASES:
+        factory = None if store == "redis" else breaker_redis_factory(f"redis://127.0.0.1:{closed_port()}/15")
+        breaker, _ = make(factory=factory, minimum_calls=minimum, failure_rate_threshold=threshold, open_seconds=60,
+                          sync_interval=EXACT)
+        if store == "redis":
+            breaker.reset()  # the test's name is one shared state: each case starts from nothing
+        for _ in range(successes):
+            ok(breaker)
+        fail(breaker, failures)
+        config = BreakerConfig(name="rule", minimum_calls=minimum, failure_rate_threshold=threshold)
+        decided[(minimum, threshold, successes, failures)] = (
+            config.opens(calls=successes + failures, failures=failures), breaker.snapshot().state == "open")
+    assert {case: rule for case, (rule, _) in decided.items()} == {case: seen for case, (_, seen) in decided.items()}
+    assert any(rule for rule, _ in decided.values()) and not all(rule for rule, _ in decided.values())
+
+
 @modes
 def test_stays_closed_below_threshold_and_opens_at_it(make, sync_interval) -> None:
     breaker, _ = make(

@@ -40,13 +40,16 @@ def test_the_matrix_names_each_broken_invariant() -> None:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_every_payment_ends_in_the_gateways_truth_under_three_fault_kinds(tmp_path) -> None:
+def test_every_payment_ends_in_the_gateways_truth_under_three_fault_kinds(tmp_path, worker) -> None:
+    # `worker`: the session's own Celery worker runs beside the fleet, as in the whole suite.
     _, key = make_client()
     # 0.75: a row whose fault never fired (0.25**8 at worst) would prove nothing.
     opts = fault_matrix.Options(payments=8, probability=0.75)
     with fault_matrix.fleet_for(database(), **fleet_args(tmp_path)) as fleet:
         rows = fault_matrix.run_matrix(fleet, api_key=key, kinds=KINDS, opts=opts)
     print(fault_matrix.table(rows))
+    # pytest shortens the assertion's repr: the whole finding goes to the captured output.
+    print(fault_matrix.violations(rows))
     assert [row.kind for row in rows] == KINDS
     # Each fault really met these payments, or the row proved nothing.
     assert all(row.fired > 0 for row in rows), {row.kind: row.fired for row in rows}
