@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from health.checks.base import Check, Problem, Reading
+from health.checks.base import Check, Problem, Reading, fleet_view
 
 
 class GatewayCheck(Check):
@@ -17,6 +17,13 @@ class GatewayCheck(Check):
 
         gateway = get_gateway()
         reading = Reading()
+        drift = gateway_drift(fleet_view()[0])
+        if drift is not None:
+            reading.figures["gateways"] = drift
+            # Another address is another gateway for sure; another key on the same one may be a
+            # key rotation's rolling restart as well as another account.
+            severity = "critical" if len({entry["address"] for entry in drift}) > 1 else "error"
+            reading.problems.append(Problem("config_drift", severity, drift_message(drift)))
         snapshot = gateway.breaker.snapshot() if gateway.breaker is not None else None
         if snapshot is not None:
             reading.figures["breaker"] = _breaker(snapshot)
@@ -51,3 +58,26 @@ def _breaker(snapshot: Any) -> dict[str, Any]:
         "failure_rate": round(snapshot.failure_rate, 4), "retry_after": round(snapshot.retry_after, 1),
         "forced": snapshot.forced, "shared": snapshot.shared,
     }
+
+
+def gateway_drift(docs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The gateways the fleet's live processes pay through, when there is more than one (a
+    process left on an old key or another account after a deploy): each with its processes."""
+    by_fingerprint: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        identity = doc.get("gateway")
+        if not isinstance(identity, dict) or not identity.get("fingerprint"):
+            continue  # a process of an older release publishes none
+        entry = by_fingerprint.setdefault(identity["fingerprint"], {
+            "address": identity.get("address", ""), "fingerprint": identity["fingerprint"], "processes": []})
+        entry["processes"].append(f"{doc.get('role', '?')} {doc.get('host', '?')}:{doc.get('pid', '?')}")
+    if len(by_fingerprint) < 2:
+        return None
+    return sorted(by_fingerprint.values(), key=lambda entry: -len(entry["processes"]))
+
+
+def drift_message(drift: list[dict[str, Any]]) -> str:
+    groups = "; ".join(f"{entry['address']} key {entry['fingerprint'][:8]}: {', '.join(sorted(entry['processes']))}"
+                       for entry in drift)
+    return (f"the fleet pays through {len(drift)} different gateway accounts or keys ({groups}); "
+            "a process on the wrong one charges where the others never look")

@@ -117,7 +117,9 @@ def _card(snapshot: ComponentSnapshot, breaker: dict[str, Any] | None) -> Card:
                         ("memory", _mib(f.get("used_memory"))), ("evicted keys", f.get("evicted_keys")),
                         ("rejected connections", f.get("rejected_connections"))]
     elif name == "gateway":
-        card.figures = [("probe latency", _ms(f.get("latency_ms")))]
+        card.figures = [("probe latency", _ms(f.get("latency_ms"))),
+                        # Only when the fleet pays through more than one (config_drift).
+                        ("gateway accounts in the fleet", len(f["gateways"]) if f.get("gateways") else None)]
         card.breaker = breaker or f.get("breaker")
     elif name == "celery":
         card.figures = [("workers", f.get("workers")), ("expected", f.get("expected")),

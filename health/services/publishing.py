@@ -36,7 +36,7 @@ def pool_stats_collect() -> dict[str, Any]:
     from config.http.pools import http_pool_stats
     from config.postgres.answers_pool import answers_pool_existing
     from payments.figures import figures_snapshot
-    from payments.gateway import gateway_limit_stats
+    from payments.gateway import gateway_identity, gateway_limit_stats
 
     now = time.time()
     db = _db_pool_figures(_existing_pool())
@@ -93,6 +93,7 @@ def pool_stats_collect() -> dict[str, Any]:
         # Totals since the process started; the health run takes differences between runs.
         "payments": figures_snapshot(),
         "gateway_limit": limit,
+        "gateway": gateway_identity(),
     }
 
 

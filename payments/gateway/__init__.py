@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -15,8 +17,8 @@ from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.gateway.limiter import ConcurrencyLimiter, LimiterConfig
 from payments.gateway.results import GatewayResult
 
-__all__ = ["GatewayClient", "GatewayResult", "breaker_listener_add", "gateway_limit_stats", "get_gateway",
-           "reset_gateway"]
+__all__ = ["GatewayClient", "GatewayResult", "breaker_listener_add", "gateway_identity", "gateway_limit_stats",
+           "get_gateway", "reset_gateway"]
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -72,6 +74,20 @@ def gateway_limit_stats() -> dict[str, Any] | None:
     """This process's gateway concurrency figures, or None before its first gateway call."""
     client = _client
     return client.limiter.stats() if client is not None and client.limiter is not None else None
+
+
+def gateway_identity() -> dict[str, str]:
+    """Which gateway account this process pays through, safe to publish: the address without
+    credentials, and a fingerprint of address and API key (a one-way hash: never the key). The
+    health run compares them across the fleet, since a process on another gateway or key charges
+    cards where the others never look."""
+    client = _client
+    url, key = (client.config.base_url, client.config.api_key) if client is not None else (
+        settings.PAYMENT_GATEWAY_URL, settings.PAYMENT_GATEWAY_API_KEY)
+    parts = urlsplit(url)
+    address = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    digest = hashlib.sha256(f"payops-gateway\0{url.rstrip('/')}\0{key}".encode()).hexdigest()
+    return {"address": address, "fingerprint": digest[:16]}
 
 
 def get_gateway() -> GatewayClient:

@@ -150,6 +150,39 @@ def test_gateway_answers_the_probe_and_reports_its_breaker(gateway, ticker) -> N
     assert pools[0]["max"] == 10 and pools[0]["requests"] >= 1
 
 
+@pytest.mark.parametrize(("elsewhere", "severity"), [(True, "critical"), (False, "error")],
+                         ids=["another-gateway", "same-gateway-another-key"])
+def test_a_process_paying_through_another_gateway_or_key_raises_an_alert_until_it_leaves(
+        gateway, ticker, elsewhere, severity) -> None:
+    import json
+
+    from health import fleet
+    from health.services.publishing import pool_stats_collect
+
+    own = pool_stats_collect()
+    key = get_gateway().config.api_key
+    assert len(own["gateway"]["fingerprint"]) == 16 and key not in json.dumps(own)  # published, never the key
+    # A worker of an old release publishing beside the fleet: on another gateway, or on ours
+    # with another key (another account's, or the old one of a rotation).
+    address = "https://api.stripe.com" if elsewhere else own["gateway"]["address"]
+    stray = {**own, "process": "stray-worker", "role": "worker", "host": "old-release", "pid": 4242,
+             "gateway": {"address": address, "fingerprint": "0123456789abcdef"}}
+    fleet.write(stray)
+    try:
+        run = health_check_run(now=ticker(), checks=[GatewayCheck()])
+    finally:
+        fleet.forget("stray-worker")
+    alert = Alert.objects.get(component="gateway", condition="config_drift")
+    assert (alert.severity, alert.status) == (severity, "open")
+    assert "worker old-release:4242" in alert.message and f"{address} key 01234567" in alert.message
+    assert gateway.proxy_url.rstrip("/") in alert.message and key not in alert.message
+    assert len(reading_of(run, "gateway").figures["gateways"]) == 2
+    for _ in range(2):  # resolved after its consecutive clean runs, like every alert
+        health_check_run(now=ticker(), checks=[GatewayCheck()])
+    alert.refresh_from_db()
+    assert alert.status == "resolved"
+
+
 @pytest.mark.slow
 def test_a_gateway_outage_marks_it_down_and_alerts_but_ready_stays_200(gateway, client, ticker) -> None:
     gateway.fault("refuse", duration_ms=3000)
