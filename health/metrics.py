@@ -145,6 +145,9 @@ def _health_families(*, shared: bool, docs: list[dict[str, Any]]) -> list[Family
     shared_view = _family("fleet_shared", "gauge", "1 when Redis answered and every process is seen, 0 when "
                                                    "only this process's figures are known.")
     shared_view.add(1 if shared else 0)
+    accounts = _family("gateway_accounts", "gauge", "Gateway address and key pairs the known processes pay "
+                                                    "through; above 1 is the config_drift alert.")
+    accounts.add(len({(doc.get("gateway") or {}).get("fingerprint") for doc in docs} - {None}))
     run = selectors.health_latest_run()
     staleness = selectors.health_staleness(last_run=run)
     last_run = _family("health_last_run_timestamp_seconds", "gauge", "When the latest health run started.")
@@ -177,5 +180,5 @@ def _health_families(*, shared: bool, docs: list[dict[str, Any]]) -> list[Family
     alerts = _family("alerts_open", "gauge", "Open or acknowledged alerts by severity, silenced ones left out.")
     for severity, items in selectors.alerts_open_by_severity().items():
         alerts.add(len(items), severity=severity)
-    return [processes, shared_view, last_run, stale, component, breaker, latency, success, alerts]
+    return [processes, shared_view, accounts, last_run, stale, component, breaker, latency, success, alerts]
 

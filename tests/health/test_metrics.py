@@ -113,6 +113,7 @@ def test_payments_pools_and_health_agree_with_the_tally(client, settings, gatewa
     assert value(found, "payops_alerts_open", severity="warning") == 1
     assert value(found, "payops_alerts_open", severity="critical") == 0
     assert value(found, "payops_fleet_shared") == 1
+    assert value(found, "payops_gateway_accounts") == 1  # the session's processes all pay through one
     _promtool_accepts(text)
 
 
