@@ -4,9 +4,9 @@ gateway's truth?
 
 One loopback fleet (gunicorn web from the Procfile, a real Celery worker, the sandbox's
 gateway behind its fault proxy) on a database of its own. For each row — a no-fault
-baseline, the declining card, then every kind in sandbox/faults.py `KINDS` — N clients
-start one payment each at the same moment over real HTTP while the fault is armed on
-/v1/payment_intents. Each client retries with its own Idempotency-Key on 503/202/409 (and
+baseline, the declining card, a payment method the gateway does not hold, then every kind in
+sandbox/faults.py `KINDS` — N clients start one payment each at the same moment over real
+HTTP while the fault is armed on /v1/payment_intents. Each client retries with its own Idempotency-Key on 503/202/409 (and
 on no answer), honouring Retry-After, for a bounded time. Then the fault is cleared, the
 fleet settles what is unsettled, and each payment is compared with the gateway's intents
 found by their metadata `payment_id`. Two passes by default: with the fault on half the
@@ -43,15 +43,16 @@ from bench.fleet.common import Fleet, Hit, Load  # noqa: E402
 from sandbox.faults import KINDS  # noqa: E402
 
 TITLE = "Every fault kind: the gateway's truth"
-BASELINE, DECLINE = "none", "card_declined"
+BASELINE, DECLINE, NO_SUCH_METHOD = "none", "card_declined", "no_such_payment_method"
+GATEWAY_ANSWER_ROWS = {DECLINE: "pm_card_chargeCustomerFail", NO_SUCH_METHOD: "pm_card_does_not_exist"}
 # The issue's order: the delays, then the broken connections and answers, then refusals.
 FAULT_ORDER = ["latency", "latency_before", "slow", "reset_before", "reset_after", "lose_answer", "truncate",
                "malformed", "http_500", "http_502", "http_503", "rate_limit", "refuse", "unauthorized",
                "forbidden", "http_400"]
-ROWS = [BASELINE, DECLINE, *FAULT_ORDER, *sorted(KINDS - set(FAULT_ORDER))]  # a new kind is never left out
+ROWS = [BASELINE, DECLINE, NO_SUCH_METHOD, *FAULT_ORDER, *sorted(KINDS - set(FAULT_ORDER))]  # a new kind is never left out
 DELAY_KINDS = {"latency", "latency_before", "slow"}
 PATH = "/v1/payment_intents"  # creates and the settlement's retrieves alike
-CARD_OK, CARD_DECLINED = "pm_card_visa", "pm_card_chargeCustomerFail"
+CARD_OK = "pm_card_visa"
 RETRY_ON = {0, 202, 409, 503}  # 0: no answer at all; a careful client re-sends that too
 # The test settings' short timeouts, spelled out so an operator's environment cannot
 # lengthen them: a gateway call reads for 1 s within a 4 s deadline, settlement asks after 1, 1, 2 s.
@@ -195,8 +196,8 @@ def drive(fleet: Fleet, *, api_key: str, run_id: str, payments: int, payment_met
 
 # --- one row of the matrix --------------------------------------------------------------------
 def arm(fleet: Fleet, kind: str, opts: Options) -> None:
-    """Arm the row's fault on the proxy (nothing for the baseline and the declining card)."""
-    if kind in (BASELINE, DECLINE):
+    """Arm the row's fault on the proxy (nothing for the baseline and the rows of gateway answers)."""
+    if kind == BASELINE or kind in GATEWAY_ANSWER_ROWS:
         return
     if kind == "refuse":
         # Time-based by nature: the port is closed for a while, no per-request dice.
@@ -228,7 +229,7 @@ def run_kind(fleet: Fleet, *, api_key: str, kind: str, opts: Options) -> Row:
     arm(fleet, kind, opts)
     try:
         runs = drive(fleet, api_key=api_key, run_id=run_id, payments=opts.payments,
-                     payment_method=CARD_DECLINED if kind == DECLINE else CARD_OK, budget=opts.client_budget)
+                     payment_method=GATEWAY_ANSWER_ROWS.get(kind, CARD_OK), budget=opts.client_budget)
     finally:
         if kind != "refuse":  # a refuse window ends by itself; its rule is never listed
             fleet.sandbox.clear()
@@ -286,7 +287,7 @@ def table(rows: list[Row]) -> str:
         if ledger["ledger_total"] != ledger["gateway_total"]:
             total = f"**{total}**"
         lines.append(
-            f"| {row.kind} | {row.fired if row.kind not in (BASELINE, DECLINE, 'refuse') else '-'} "
+            f"| {row.kind} | {row.fired if row.kind not in (BASELINE, 'refuse', *GATEWAY_ANSWER_ROWS) else '-'} "
             f"| {_statuses(row.first_statuses())} | {_statuses(row.final_statuses())} "
             f"| {_statuses(ledger['statuses'])} | {row.answers_500()} | {len(ledger['failed_charged'])} "
             f"| {len(ledger['duplicates'])} | {len(ledger['unsettled'])} | {total} "

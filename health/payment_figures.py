@@ -66,7 +66,9 @@ def _reading(merged: dict[str, Any], *, bounds: list[float], seconds: float | No
     payments = {status: int(merged.get("payments", {}).get(status, 0))
                 for status in (*FINAL_OUTCOMES, "requires_action")}
     final = sum(payments[status] for status in FINAL_OUTCOMES)
-    declines = sorted(merged.get("declines", {}).items(), key=lambda item: (-item[1], item[0]))
+    # Codes seen before but not in this interval take no place among its top codes.
+    declines = sorted(((code, count) for code, count in merged.get("declines", {}).items() if count),
+                      key=lambda item: (-item[1], item[0]))
     calls = {op: figures for op, figures in merged.get("gateway", {}).items() if op not in NOT_TRAFFIC}
     attempts = sum(c.get("attempts", 0) for c in calls.values())
     timeouts = sum(c.get("timeouts", 0) for c in calls.values())

@@ -142,6 +142,7 @@ class AttemptOutcome(models.TextChoices):
     INVALID_REQUEST = "invalid_request"
     NOT_FOUND = "not_found"
     POOL_TIMEOUT = "pool_timeout"
+    PAYMENT_METHOD_INVALID = "payment_method_invalid"
 
 
 class PaymentAttempt(models.Model):
@@ -153,7 +154,7 @@ class PaymentAttempt(models.Model):
     operation = models.CharField(max_length=20, default="create")  # create, retrieve, refund
     started_at = models.DateTimeField()
     duration_ms = models.FloatField()
-    outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices)
+    outcome = models.CharField(max_length=32, choices=AttemptOutcome.choices)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     gateway_request_id = models.CharField(max_length=255, blank=True, default="")
     error = models.CharField(max_length=255, blank=True, default="")

@@ -12,8 +12,8 @@ from typing import Any
 
 from payments.gateway.answers import Becomes
 from payments.gateway.results import GatewayResult
+from payments.models import AttemptOutcome, RefundStatus
 from payments.models import PaymentStatus as S
-from payments.models import RefundStatus
 
 UNSETTLED_MESSAGE = "No usable answer from the gateway; the outcome is being settled."
 UNAVAILABLE_MESSAGE = "The payment gateway could not be reached."
@@ -73,7 +73,10 @@ def _create_outcome(result: GatewayResult) -> Outcome:
         if isinstance(intent, dict) and intent.get("status") == "requires_action":
             return intent_outcome(intent)
         gateway_id = intent.get("id") if isinstance(intent, dict) else None
-        code = result.error_code or result.outcome
+        # The client's payment method, refused: one code of ours, whichever Stripe gave (the
+        # API answers it as a 400 naming `payment_method`).
+        invalid = AttemptOutcome.PAYMENT_METHOD_INVALID
+        code = invalid if result.outcome == invalid else result.error_code or result.outcome
         message = result.error_message or ("The gateway declined the payment." if result.outcome == "declined"
                                            else "The gateway refused the request.")
         return Outcome(S.FAILED, code, message, gateway_id=gateway_id)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import string
+from urllib.parse import parse_qs
 
 from sandbox.errors import stripe_error
 from sandbox.http11 import Request, Response
@@ -91,6 +92,8 @@ async def _dispatch(state: ProxyState, req: Request) -> Response:
         state.stats.forwarded += 1
     if resp.status == 402:
         resp = await _card_error(state, resp)
+    elif resp.status == 404 and req.method == "POST" and req.path == "/v1/payment_intents":
+        resp = _missing_payment_method(req, resp)
     return resp.with_headers(("Request-Id", _request_id()))
 
 
@@ -114,3 +117,14 @@ async def _card_error(state: ProxyState, resp: Response) -> Response:
             pass  # the intent only adds detail: the decline stands without it
     body = json.dumps({"error": error}).encode()
     return Response(402, body, [*resp.headers, ("Stripe-Should-Retry", "false")], resp.content_type)
+
+
+def _missing_payment_method(req: Request, resp: Response) -> Response:
+    """localstripe's bare 404 for an intent whose payment method it does not hold, in Stripe's
+    shape: 400 `invalid_request_error`, `resource_missing`, naming the parameter. Nothing was
+    created, so `Stripe-Should-Retry: false`."""
+    method = (parse_qs(req.body.decode(errors="replace")).get("payment_method") or [""])[0]
+    if not method:
+        return resp
+    return stripe_error(400, "invalid_request_error", f"No such PaymentMethod: '{method}'", code="resource_missing",
+                        param="payment_method", headers=[("Stripe-Should-Retry", "false")])

@@ -19,6 +19,7 @@ from config.errors import error_response
 from config.postgres.failures import classify_db_error
 from payments import selectors
 from payments.api import keycache
+from payments.api.answers import payment_answer, payment_answer_fresh, refund_answer
 from payments.api.ratelimit import rate_limit_check
 from payments.api.serializers import payment_to_dict, refund_to_dict
 from payments.api.validation import (
@@ -31,7 +32,7 @@ from payments.api.validation import (
     parse_refund,
     request_hash,
 )
-from payments.models import UNSETTLED_STATUSES, ApiClient, IdempotencyRecord, Payment, PaymentStatus, RefundStatus
+from payments.models import ApiClient, IdempotencyRecord, Payment, PaymentStatus
 from payments.services import refunds
 from payments.services.idempotency import ApiAnswer, idempotency_claim, idempotency_release
 from payments.services.submit import payment_create, payment_open, payment_submit
@@ -176,48 +177,13 @@ def payments_collection(request: HttpRequest, client: ApiClient) -> JsonResponse
         fresh = opened if opened is not None and opened.id == record.resource_id else None
         payment = fresh or payment_create(client=client, record=record, **payment_request.__dict__)
         payment = payment_submit(payment_id=payment.id, opened=fresh,
-                                 release=(record, _fresh_payment_answer) if fresh else None)
+                                 release=(record, payment_answer_fresh) if fresh else None)
         if record.locked_until is None and record.response_status is not None:
             # Kept with the payment's write.
             return ApiAnswer(record.response_status, record.response_body or {}, final=True)
-        return _fresh_payment_answer(payment) if fresh else _payment_answer(payment)
+        return payment_answer_fresh(payment) if fresh else payment_answer(payment)
 
     return _idempotent(request, client, "payments.create", data, run, open_first=open_first)
-
-
-def _fresh_payment_answer(payment: Payment) -> ApiAnswer:
-    # A payment this request opened has no refunds: no query for them on the create path.
-    return _payment_answer(payment, refunds=())
-
-
-def _payment_answer(payment: Payment, *, refunds: tuple[()] | None = None) -> ApiAnswer:
-    body = payment_to_dict(payment, refunds=refunds)
-    if payment.status == PaymentStatus.PENDING:
-        # Nothing reached the gateway: the client retries with the same key and we send it then.
-        code = payment.failure_code or "gateway_unavailable"
-        why = "is busy" if code == "gateway_saturated" else "is unavailable"
-        return ApiAnswer(503, {"error": {"type": "api_error", "code": code, "param": None,
-                                         "message": f"The payment gateway {why}; nothing was charged. "
-                                                    "Retry with the same Idempotency-Key."}},
-                         final=False, retry_after=_gateway_retry_after(code))
-    if payment.status in UNSETTLED_STATUSES:
-        return ApiAnswer(202, body, final=False)
-    # requires_action too: the customer's next step is in next_action; the payment is followed
-    # to its end through the gateway's events and by asking.
-    return ApiAnswer(201, body, final=True)
-
-
-def _gateway_retry_after(code: str = "") -> float:
-    from payments.gateway import get_gateway
-
-    gateway = get_gateway()
-    if code == "gateway_saturated" and gateway.limiter is not None:
-        # A slot frees within about one call's latency; no round-trip to the breaker's Redis.
-        return gateway.limiter.retry_after()
-    breaker = gateway.breaker
-    if breaker is None:
-        return 1.0
-    return max(1.0, breaker.snapshot().retry_after)
 
 
 LIST_PARAMS = frozenset({"status", "reference", "limit", "starting_after"})
@@ -272,15 +238,7 @@ def payment_refunds(request: HttpRequest, client: ApiClient, payment_id: str) ->
         except refunds.RefundRefused as exc:
             return ApiAnswer(400, {"error": {"type": "invalid_request_error", "code": exc.code,
                                              "message": exc.message, "param": exc.param}}, final=True)
-        refund = refunds.refund_submit(refund_id=refund.id)
-        body = refund_to_dict(refund)
-        if refund.status == RefundStatus.PENDING:
-            return ApiAnswer(503, {"error": {"type": "api_error", "code": "gateway_unavailable", "param": None,
-                                             "message": "The payment gateway is unavailable; retry with the same key."}},
-                             final=False, retry_after=_gateway_retry_after())
-        if refund.status == RefundStatus.UNKNOWN:
-            return ApiAnswer(202, body, final=False)
-        return ApiAnswer(201, body, final=True)
+        return refund_answer(refunds.refund_submit(refund_id=refund.id))
 
     return _idempotent(request, client, f"refunds.create:{payment_id}", data, run)
 

@@ -61,8 +61,10 @@ ANSWERS: dict[str, Meaning] = {
     # have charged; the re-send was not byte-identical, which is our bug.
     "idempotency_mismatch": Meaning(Acted.MAYBE, Becomes.UNSETTLED, retry=False, breaker=Breaker.SUCCESS,
                                     alert="idempotency_mismatch", defect=True),
-    # Any other 400 (and 404 on a create: a payment method that does not exist): refused,
-    # nothing charged.
+    # 400 naming the payment method (Stripe: `resource_missing`, `param: payment_method`, or it
+    # cannot be used): the client's input, not our bug. Refused, nothing charged.
+    "payment_method_invalid": Meaning(Acted.NO, Becomes.FAILED, retry=False, breaker=Breaker.SUCCESS),
+    # Any other 400 (and 404 on a create): a request we built wrong. Refused, nothing charged.
     "invalid_request": Meaning(Acted.NO, Becomes.FAILED, retry=False, breaker=Breaker.SUCCESS, defect=True),
     # 404 on a retrieve: the gateway holds no such object.
     "not_found": Meaning(Acted.NO, Becomes.FAILED, retry=False, breaker=Breaker.SUCCESS),
@@ -108,6 +110,8 @@ def classify(status: int | None, error: Mapping[str, Any] | None = None, *, meth
         return "idempotency_mismatch"
     if status == 404 and method == "GET":
         return "not_found"
+    if status == 400 and error.get("param") == "payment_method":
+        return "payment_method_invalid"
     if 400 <= status < 500:
         return "invalid_request"
     return "bad_response"  # 1xx/3xx: we follow no redirects for a payment

@@ -280,6 +280,7 @@ class GatewayClient:
             "auth_refused": "gateway_auth_refused",
             "idempotency_mismatch": "gateway_idempotency_mismatch",
             "invalid_request": "gateway_rejected_request",
+            "payment_method_invalid": "payment_method_refused",
             "pool_timeout": "http_pool_full",
         }.get(result.outcome)
         extra = {

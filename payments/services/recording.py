@@ -100,6 +100,9 @@ def payment_outcome_write(payment_id: str, outcome: Outcome, *, attempts: Sequen
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status not in only_from:
+            # Another path (the gateway's event, a settlement) decided first; what this call
+            # sent is still part of the payment's history.
+            _attempts_add(payment, attempts, operation=operation)
             return payment
         return _write_outcome(payment, outcome, attempts=attempts, operation=operation,
                               previous=payment.status if previous is None else previous)
@@ -123,6 +126,7 @@ def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Att
         logger.warning("payment outcome refused: %s -> %s", payment.status, outcome.status, extra={
             "category": "payment_transition_refused", "payment_id": payment.id,
             "from_status": payment.status, "to_status": outcome.status, "operation": operation})
+        _attempts_add(payment, attempts, operation=operation)
         return payment
     fields = ["status", "failure_code", "failure_message", "next_action", "attempt_count", "updated",
               "next_settle_at"]
@@ -133,14 +137,7 @@ def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Att
     payment.status = outcome.status
     payment.failure_code, payment.failure_message = outcome.failure_code[:100], outcome.failure_message[:500]
     payment.next_action = outcome.next_action if outcome.status == S.REQUIRES_ACTION else None
-    base = payment.attempt_count
-    PaymentAttempt.objects.bulk_create(
-        PaymentAttempt(payment=payment, number=base + i, operation=operation, started_at=a.started_at,
-                       duration_ms=a.duration_ms, outcome=a.outcome, http_status=a.http_status,
-                       gateway_request_id=a.request_id[:255], error=a.error[:255])
-        for i, a in enumerate(attempts, start=1)
-    )
-    payment.attempt_count = base + len(attempts)
+    _attempts_add(payment, attempts, operation=operation, save=False)
     if outcome.status in (S.UNKNOWN, S.REQUIRES_ACTION):
         # Asked again on the backoff: settlement for an unknown outcome, polling while the
         # customer authenticates (the gateway's events usually arrive first).
@@ -157,6 +154,22 @@ def _write_outcome(payment: Payment, outcome: Outcome, *, attempts: Sequence[Att
     payment.save(update_fields=fields)
     transaction.on_commit(lambda: _count_outcome(outcome, previous=previous))
     return payment
+
+
+def _attempts_add(payment: Payment, attempts: Sequence[Attempt], *, operation: str, save: bool = True) -> None:
+    """The tries of one gateway call, numbered after the payment's earlier ones (under its lock)."""
+    if not attempts:
+        return
+    base = payment.attempt_count
+    PaymentAttempt.objects.bulk_create(
+        PaymentAttempt(payment=payment, number=base + i, operation=operation, started_at=a.started_at,
+                       duration_ms=a.duration_ms, outcome=a.outcome, http_status=a.http_status,
+                       gateway_request_id=a.request_id[:255], error=a.error[:255])
+        for i, a in enumerate(attempts, start=1)
+    )
+    payment.attempt_count = base + len(attempts)
+    if save:
+        payment.save(update_fields=["attempt_count"])
 
 
 def settle_delay(*, settle_count: int) -> int:

@@ -161,6 +161,22 @@ def test_a_process_missing_from_one_view_is_not_counted_twice_when_it_shows_agai
     assert set(later["processes"]) == {"worker:2"}
 
 
+def test_only_codes_declined_in_the_interval_are_among_its_top_decline_codes() -> None:
+    from health.payment_figures import fleet_totals, interval_figures
+
+    bounds = list(latency_buckets())
+
+    def doc(at: float, declines: dict[str, int]) -> dict:
+        return {"process": "web:1", "at": at, "payments": {"buckets": bounds, "declines": declines,
+                                                          "payments": {"failed": sum(declines.values())},
+                                                          "refunds": {}, "gateway": {}}}
+
+    first = fleet_totals([doc(100.0, {"expired_card": 4, "generic_decline": 1})], baseline=None)
+    second = fleet_totals([doc(130.0, {"expired_card": 4, "generic_decline": 3})], baseline=first)
+    reading = interval_figures(totals=second, baseline=first)
+    assert (reading["declines"], reading["declined"]) == ({"generic_decline": 2}, 2)
+
+
 def test_status_metrics_and_emf_agree_with_the_tests_own_tally(gateway, ticker, client, settings) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 

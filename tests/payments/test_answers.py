@@ -28,6 +28,9 @@ IDEMPOTENCY_ERROR = {"type": "idempotency_error", "message": "Keys for idempoten
          Becomes.FAILED, False, Breaker.SUCCESS),
         (404, {"type": "invalid_request_error", "code": "resource_missing"}, "POST", "invalid_request",
          Becomes.FAILED, False, Breaker.SUCCESS),
+        # The client's payment method (Stripe names the parameter): its input, not our defect.
+        (400, {"type": "invalid_request_error", "code": "resource_missing", "param": "payment_method"}, "POST",
+         "payment_method_invalid", Becomes.FAILED, False, Breaker.SUCCESS),
         (404, {"type": "invalid_request_error", "code": "resource_missing"}, "GET", "not_found",
          Becomes.FAILED, False, Breaker.SUCCESS),
         (401, {"type": "invalid_request_error"}, "POST", "auth_refused", Becomes.PENDING, False, Breaker.FAILURE),
@@ -42,6 +45,11 @@ def test_each_answer_means_what_stripe_says(status, error, method, outcome, beco
     row = answers.meaning(outcome)
     assert (row.becomes, row.breaker) == (becomes, breaker)
     assert answers.should_retry(status, {}, method=method) is retry
+
+
+def test_only_a_request_we_built_wrong_is_logged_as_our_defect() -> None:
+    defects = sorted(o for o, row in answers.ANSWERS.items() if row.defect)
+    assert defects == ["idempotency_mismatch", "invalid_request"]  # never the client's payment method
 
 
 def test_only_a_card_error_is_a_decline() -> None:

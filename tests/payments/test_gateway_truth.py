@@ -60,6 +60,27 @@ def test_a_request_the_gateway_refuses_as_malformed_fails_and_is_logged_as_our_d
                for r in caplog.records)
 
 
+def test_a_payment_method_the_gateway_does_not_hold_fails_the_payment_naming_it_and_charges_nothing(
+        gateway, caplog) -> None:
+    _, key = make_client()
+    api = Api(key)
+    response = api.pay(payment_method="pm_card_does_not_exist", idempotency_key="unknown-method")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["status"], body["failure_code"], body["gateway_id"]) == ("failed", "payment_method_invalid", None)
+    assert body["failure_message"] == "No such PaymentMethod: 'pm_card_does_not_exist'"
+    # One try (Stripe-Should-Retry: false), and at the gateway nothing at all.
+    assert body["attempts"] == 1 and gateway.intents_for("payment_id", body["id"]) == []
+    # The client's input, not our defect: a warning, never an error in the logs.
+    refused = [r for r in caplog.records if getattr(r, "category", "") == "payment_method_refused"]
+    assert refused and all(r.levelname == "WARNING" for r in refused)
+    # The same key again: the same answer, replayed, nothing sent.
+    forwarded = gateway.stats()["forwarded"]
+    again = api.pay(payment_method="pm_card_does_not_exist", idempotency_key="unknown-method")
+    assert (again.status_code, again.json()) == (201, response.json())
+    assert gateway.stats()["forwarded"] == forwarded
+
+
 def test_a_decline_is_a_card_error_with_its_code_and_intent(gateway) -> None:
     _, key = make_client()
     response = Api(key).pay(payment_method="pm_card_chargeCustomerFail")

@@ -6,11 +6,15 @@ late, twice or out of order never move a payment backwards."""
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from django.db import connection
+from django.test import Client
 
 from payments.models import GatewayEvent, Payment
 from payments.services import recording
@@ -144,3 +148,47 @@ def test_an_event_that_arrives_late_and_out_of_order_never_moves_a_payment_backw
     assert GatewayEvent.objects.filter(event_id=stale["id"]).count() == 1
     assert Payment.objects.get(pk=payment["id"]).status == "succeeded"
     assert api.get(f"/api/v1/payments/{payment['id']}").json()["status"] == "succeeded"
+
+
+def test_an_event_that_settles_a_payment_still_in_its_request_keeps_that_requests_tries(
+        gateway, settings, monkeypatch, client) -> None:  # type: ignore[no-untyped-def]
+    """The gateway charged; its answer is slow on the way back, and its event arrives first and
+    settles the payment. The request's own tries stay in the payment's history all the same."""
+    from payments.gateway import reset_gateway
+
+    settings.PAYMENT_GATEWAY_WEBHOOK_SECRET = SECRET
+    settings.PAYMENT_TIMEOUT, settings.PAYMENT_DEADLINE = 5.0, 10.0  # room for the answer's delay
+    monkeypatch.setattr(services, "_queue", lambda pk: None)  # processed below, in this test
+    reset_gateway()
+    marker = uuid.uuid4().hex
+    answers: list[Any] = []
+
+    def pay() -> None:
+        try:
+            answers.append(Api(key, Client()).pay(metadata={"race": marker}))
+        finally:
+            connection.close()
+
+    try:
+        _, key = make_client()
+        gateway.fault("latency", delay_ms=2500, count=1, method="POST", path_prefix="/v1/payment_intents")
+        request = threading.Thread(target=pay)
+        request.start()
+        (intent,) = wait_until(lambda: gateway.intents_for("race", marker), timeout=5, interval=0.05)
+        event = make_event("payment_intent.succeeded", obj=intent)
+        assert deliver(client, event).status_code == 200
+        stored = GatewayEvent.objects.get(event_id=event["id"])
+        services.gateway_event_process(pk=stored.pk)
+        request.join(15)
+    finally:
+        gateway.clear()
+        reset_gateway()
+    payment_id = intent["metadata"]["payment_id"]
+    stored.refresh_from_db()
+    assert stored.action == f"payment {payment_id}: processing -> succeeded"  # the event came first
+    (answer,) = answers
+    assert answer.status_code == 201 and answer.json()["status"] == "succeeded"
+    payment = Payment.objects.get(pk=payment_id)
+    tries = list(payment.attempts.order_by("number").values_list("number", "operation", "outcome"))
+    assert [(operation, outcome) for _, operation, outcome in tries] == [("retrieve", "ok"), ("create", "ok")]
+    assert [number for number, _, _ in tries] == [1, 2] and payment.attempt_count == 2

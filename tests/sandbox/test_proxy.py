@@ -129,6 +129,20 @@ def test_decline_passes_through_and_is_saved(stack: SandboxStack, session: reque
     assert intent["status"] == "requires_payment_method"  # localstripe keeps the intent
 
 
+def test_a_payment_method_localstripe_does_not_hold_is_answered_as_stripe_does(
+        stack: SandboxStack, session: requests.Session) -> None:
+    order, key = unique("no-such-method"), unique("key")
+    refused = create(stack, session, order, key, payment_method="pm_card_nowhere")
+    assert refused.status_code == 400 and refused.headers["Stripe-Should-Retry"] == "false"
+    error = refused.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "resource_missing",
+                                                              "payment_method")
+    assert error["message"] == "No such PaymentMethod: 'pm_card_nowhere'"
+    again = create(stack, session, order, key, payment_method="pm_card_nowhere")
+    assert again.status_code == 400 and again.headers["Idempotent-Replayed"] == "true"
+    assert stack.intents_for("order", order) == []  # nothing was created
+
+
 # ---- faults: errors surfaced exactly as a client sees them ---------------------------
 
 
