@@ -73,8 +73,8 @@ def _create_outcome(result: GatewayResult) -> Outcome:
         if isinstance(intent, dict) and intent.get("status") == "requires_action":
             return intent_outcome(intent)
         gateway_id = intent.get("id") if isinstance(intent, dict) else None
-        # The client's payment method, refused: one code of ours, whichever Stripe gave (the
-        # API answers it as a 400 naming `payment_method`).
+        # The client's payment method, refused: one code of ours, whichever code Stripe gave,
+        # so a client can tell its own input from a decline.
         invalid = AttemptOutcome.PAYMENT_METHOD_INVALID
         code = invalid if result.outcome == invalid else result.error_code or result.outcome
         message = result.error_message or ("The gateway declined the payment." if result.outcome == "declined"
