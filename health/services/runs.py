@@ -185,6 +185,11 @@ def _emit_metrics(readings: dict[str, Reading], run: HealthCheckRun) -> None:
             from health.payment_figures import emf_metrics
 
             emit_metrics(None, {"component": "payments"}, emf_metrics(traffic))
+            # One record per top decline code of the interval: a code is a dimension, so a
+            # CloudWatch alarm can watch one issuer answer rising.
+            for code, count in traffic.get("declines", {}).items():
+                emit_metrics(None, {"component": "payments", "decline_code": code[:100]},
+                             {"PaymentsDeclined": (count, "Count")})
     except Exception:  # noqa: BLE001 - metrics are a by-product; the run is stored
         logger.exception("health metrics not emitted", extra={"category": "metrics_error"})
 

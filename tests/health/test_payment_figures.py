@@ -180,6 +180,8 @@ def test_only_codes_declined_in_the_interval_are_among_its_top_decline_codes() -
 def test_status_metrics_and_emf_agree_with_the_tests_own_tally(gateway, ticker, client, settings) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
+    from tests.logs.test_emf import assert_valid_emf
+
     settings.HEALTH_STATUS_TOKEN = token = "figures-token-0123456789"
     figures_reset()
     api = Api(make_client()[1])
@@ -226,6 +228,11 @@ def test_status_metrics_and_emf_agree_with_the_tests_own_tally(gateway, ticker, 
     assert (emf["GatewayAttempts"], emf["GatewayTimeouts"], emf["GatewayRetries"]) == (13, 1, 1)
     assert (emf["GatewayLatencyP50"], emf["GatewayLatencyP95"], emf["GatewayLatencyP99"]) == (
         traffic["latency"]["p50_ms"], traffic["latency"]["p95_ms"], traffic["latency"]["p99_ms"])
+    # And one per decline code, the code as a dimension.
+    by_code = [r for r in records if r.get("component") == "payments" and "PaymentsDeclined" in r]
+    assert {r["decline_code"]: r["PaymentsDeclined"] for r in by_code} == traffic["declines"] == declines
+    assert_valid_emf(by_code[0])
+    assert by_code[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["component", "decline_code"]]
 
     # /metrics: this process's counters since the reset, the histogram giving the same percentiles.
     text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").content.decode()
