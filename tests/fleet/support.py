@@ -16,7 +16,8 @@ def fleet_args(tmp_path: Path) -> dict[str, Any]:
     broker with the session's gateway, so a settlement it took from the fleet would charge a
     card at a gateway the fleet's ledger check never reads (the crossed intents of issue #15)."""
     session_db = int(urlsplit(settings.REDIS_URL).path.strip("/") or 0)
-    return {"redis_db": (session_db + 1) % 16, "log_dir": tmp_path / "fleet"}
+    # The next number, or the one before for the last (never wrapping round to 0, `make run`'s).
+    return {"redis_db": session_db + 1 if session_db < 15 else session_db - 1, "log_dir": tmp_path / "fleet"}
 
 
 def database() -> str:
